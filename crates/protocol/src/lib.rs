@@ -1,0 +1,42 @@
+//! actorchat wire protocol v1.
+//!
+//! These Rust types are the single source of truth for the protocol: the
+//! server speaks them, the load generator speaks them, and the browser
+//! client's TypeScript types are generated from them by `ts-rs` (run the
+//! crate's tests; the files land in `web/src/lib/protocol/`).
+//!
+//! Every frame is one JSON object in a WebSocket text frame; its `"type"`
+//! field names the variant. `docs/protocol.md` is the human-readable version,
+//! and `vectors/` holds example frames that both the Rust and the TypeScript
+//! tests decode.
+//!
+//! This crate has no async runtime and no I/O, so anything can depend on it.
+
+mod client;
+mod decode;
+mod limits;
+mod server;
+
+pub use client::ClientFrame;
+pub use decode::{DecodeError, decode_client_frame};
+pub use limits::{
+    MAX_CLIENT_ID_CHARS, MAX_INTEGER, MAX_NAME_CHARS, MAX_PARTICIPANTS_LISTED, MAX_ROOM_CHARS,
+    MAX_TEXT_CHARS, validate_name, validate_room,
+};
+pub use server::{
+    CalcResult, CalcStatus, ChatMessage, ErrorCode, ErrorFrame, Limits, Pong, Rename, RoomUpdate,
+    ServerFrame, Welcome,
+};
+
+/// Close codes the server uses, named for the policy that sends them.
+pub mod close_code {
+    /// The server is shutting down ("going away").
+    pub const GOING_AWAY: u16 = 1001;
+    /// A binary frame, or repeated abuse after errors.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame larger than `max_frame_bytes`.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// A slow consumer whose outbound queue overflowed, or the server is at
+    /// its connection limit ("try again later").
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}

@@ -1,0 +1,217 @@
+//! Frames the server sends to clients.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// A frame from server to client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[ts(export)]
+pub enum ServerFrame {
+    /// The first frame after connecting and after every `join`.
+    Welcome(Welcome),
+    /// A chat message broadcast to everyone in the room, the sender included.
+    Chat(ChatMessage),
+    /// Presence changes, coalesced: at most one per room per interval.
+    RoomUpdate(RoomUpdate),
+    /// The answer to a `ping`.
+    Pong(Pong),
+    /// Something the client sent was refused; sent to that client only.
+    Error(ErrorFrame),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Welcome {
+    /// Unique for the lifetime of the server process.
+    #[ts(type = "number")]
+    pub session_id: u64,
+    pub name: String,
+    pub room: String,
+    pub num_participants: u32,
+    /// Names of the room's members, the new member included; at most
+    /// [`crate::MAX_PARTICIPANTS_LISTED`] of them.
+    pub participants: Vec<String>,
+    pub limits: Limits,
+}
+
+/// The limits this server enforces, so a client can check before sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Limits {
+    pub max_text_chars: u32,
+    pub max_frame_bytes: u32,
+    pub max_messages_per_sec: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ChatMessage {
+    /// Per-room sequence number, strictly increasing.
+    #[ts(type = "number")]
+    pub id: u64,
+    pub room: String,
+    /// The sender's session name, stamped by the server.
+    pub author: String,
+    pub text: String,
+    /// Echoed exactly from the sender's `chat` frame.
+    pub client_id: Option<String>,
+    /// Echoed exactly from the sender's `chat` frame.
+    #[ts(type = "number | null")]
+    pub sent_at: Option<u64>,
+    /// Milliseconds since the Unix epoch when the room broadcast it.
+    #[ts(type = "number")]
+    pub server_time: u64,
+    /// Set when the text was a calculation such as `200!`.
+    pub calc: Option<CalcResult>,
+}
+
+/// The outcome of a calculation request such as `200!`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct CalcResult {
+    /// Names this calculation; the full value is at `GET /calc/{id}` while retained.
+    pub id: String,
+    /// The expression as the user wrote it (trimmed).
+    pub expr: String,
+    pub status: CalcStatus,
+    /// Decimal digits; abbreviated (first and last digits) when `truncated`.
+    pub value: Option<String>,
+    /// Number of decimal digits of the full value.
+    #[ts(type = "number | null")]
+    pub digits: Option<u64>,
+    pub truncated: bool,
+    #[ts(type = "number")]
+    pub elapsed_ms: u64,
+    /// A sentence explaining any status other than `ok`.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum CalcStatus {
+    Ok,
+    /// Refused before any work: too large for the memory or time limits.
+    Rejected,
+    Timeout,
+    /// The calculation queue was full.
+    Busy,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct RoomUpdate {
+    pub room: String,
+    pub num_participants: u32,
+    /// Names that joined since the previous update.
+    pub joined: Vec<String>,
+    /// Names that left since the previous update.
+    pub left: Vec<String>,
+    /// Renames since the previous update (an extension to v1: old clients
+    /// ignore it, as they ignore any unknown field).
+    #[serde(default)]
+    pub renamed: Vec<Rename>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Rename {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Pong {
+    #[ts(type = "number")]
+    pub nonce: u64,
+    #[ts(type = "number")]
+    pub server_time: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    /// A sentence a person understands.
+    pub message: String,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+#[ts(export)]
+pub enum ErrorCode {
+    InvalidJson,
+    UnknownType,
+    InvalidField,
+    TextTooLong,
+    RateLimited,
+    InvalidName,
+    InvalidRoom,
+    /// Too many messages held behind a running calculation.
+    CalcBusy,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics that want a zero for each.
+    pub const ALL: [ErrorCode; 8] = [
+        ErrorCode::InvalidJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidField,
+        ErrorCode::TextTooLong,
+        ErrorCode::RateLimited,
+        ErrorCode::InvalidName,
+        ErrorCode::InvalidRoom,
+        ErrorCode::CalcBusy,
+    ];
+
+    /// The wire name, also used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::CalcBusy => "calc_busy",
+        }
+    }
+}
+
+impl ServerFrame {
+    /// Encodes the frame as JSON text. Serializing these types cannot fail
+    /// (string keys, no maps with non-string keys, no floats).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            // Unreachable for these types; degrade to a valid frame rather than panic.
+            r#"{"type":"error","code":"invalid_field","message":"The server could not encode a frame."}"#
+                .to_owned()
+        })
+    }
+
+    /// Builds an `error` frame.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error(ErrorFrame {
+            code,
+            message: message.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_code_names_match_serde() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

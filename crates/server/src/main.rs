@@ -1,1 +1,88 @@
-fn main() {}
+//! The `actorchat` binary: the chat server, and (`actorchat bench`) its load
+//! generator.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+use actorchat::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "actorchat",
+    version,
+    about = "An actor-model chat server",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Config,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the chat server (the default).
+    Serve(Config),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(config)) => serve(config),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let (before, after) = actorchat::raise_fd_limit();
+    info!(soft_before = ?before, soft_after = ?after, "open-file limit");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the Tokio runtime")?;
+    runtime.block_on(async move {
+        let bind = config.bind;
+        let server = actorchat::start(config)
+            .await
+            .with_context(|| format!("cannot start the server on {bind}"))?;
+        println!("actorchat is running: open http://{}", server.local_addr());
+        tokio::select! {
+            () = shutdown_signal() => info!("shutdown signal received"),
+            () = server.shutdown_requested() => {}
+        }
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,91 @@
+//! Command-line and environment configuration.
+//!
+//! Every option has an `ACTORCHAT_*` environment-variable fallback; the
+//! README's configuration table lists them all.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Options of the chat server (`actorchat` with no subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "ACTORCHAT_BIND", default_value = "127.0.0.1:3000")]
+    pub bind: SocketAddr,
+
+    /// Most WebSocket connections at once; further upgrades get HTTP 503.
+    /// Default: the open-file limit minus a reserve for listeners and files.
+    #[arg(long, env = "ACTORCHAT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Largest inbound frame in bytes; a larger one closes the connection with 1009.
+    #[arg(long, env = "ACTORCHAT_MAX_FRAME_BYTES", default_value_t = 16 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Sustained inbound frames per second per connection (token bucket rate).
+    #[arg(long, env = "ACTORCHAT_RATE_PER_SEC", default_value_t = 20)]
+    pub rate_per_sec: u32,
+
+    /// Inbound frames a connection may send in a burst (token bucket size).
+    #[arg(long, env = "ACTORCHAT_RATE_BURST", default_value_t = 40)]
+    pub rate_burst: u32,
+
+    /// Outbound frames queued per connection before it counts as a slow
+    /// consumer and is closed with 1013.
+    #[arg(long, env = "ACTORCHAT_OUTBOUND_QUEUE", default_value_t = 1024)]
+    pub outbound_queue: usize,
+
+    /// Shortest interval between two `room_update` frames of one room, in ms.
+    #[arg(long, env = "ACTORCHAT_PRESENCE_INTERVAL_MS", default_value_t = 100)]
+    pub presence_interval_ms: u64,
+
+    /// Seconds an empty room lives on before its actor stops.
+    #[arg(long, env = "ACTORCHAT_ROOM_IDLE_SECS", default_value_t = 60)]
+    pub room_idle_secs: u64,
+
+    /// WebSocket read buffer per connection, in bytes. Small on purpose:
+    /// tungstenite's default (128 KiB) would stay resident for every client.
+    #[arg(long, env = "ACTORCHAT_READ_BUFFER_BYTES", default_value_t = 1024)]
+    pub read_buffer_bytes: usize,
+
+    /// Bytes of queued outbound frames a connection buffers before writing
+    /// to the socket (frames are also written at the end of each batch).
+    #[arg(long, env = "ACTORCHAT_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
+    pub write_buffer_bytes: usize,
+
+    /// Seconds to wait for connections to close on SIGINT/SIGTERM.
+    #[arg(long, env = "ACTORCHAT_SHUTDOWN_GRACE_SECS", default_value_t = 4)]
+    pub shutdown_grace_secs: u64,
+
+    /// Fault injection for tests: a room actor panics when it receives a chat
+    /// with exactly this text. Never set it in production.
+    #[arg(long, env = "ACTORCHAT_DEBUG_PANIC_PHRASE", hide = true)]
+    pub debug_panic_phrase: Option<String>,
+}
+
+impl Config {
+    /// The defaults (environment variables included), listening on an
+    /// ephemeral loopback port: for tests and embedding.
+    pub fn for_tests() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        let defaults = <Defaults as clap::Parser>::try_parse_from(["actorchat"])?;
+        Ok(Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..defaults.config
+        })
+    }
+
+    pub fn presence_interval(&self) -> Duration {
+        Duration::from_millis(self.presence_interval_ms)
+    }
+
+    pub fn room_idle(&self) -> Duration {
+        Duration::from_secs(self.room_idle_secs)
+    }
+}

@@ -1,0 +1,424 @@
+//! The connection actor: one lightweight task per WebSocket.
+//!
+//! Why not a ractor actor: there are tens of thousands of these, and a ractor
+//! actor costs ~5.6 KiB of heap on its own (two unbounded channels allocated
+//! at spawn). This one is the "actors with Tokio" shape: a single task owns
+//! the session (name, room, rate limiter) and the socket, and handles one
+//! event at a time; its mailbox is the bounded queue in [`crate::mailbox`],
+//! reachable only through the [`MemberHandle`](crate::mailbox::MemberHandle)
+//! the room holds.
+//!
+//! Inbound: every text frame passes the token bucket, then the decoder
+//! ([`actorchat_protocol::decode_client_frame`]), then is routed: `chat` to
+//! the room, `ping` answered here, `set_name` and `join` change the session.
+//! Bad input gets an `error` frame to this client only and the connection
+//! stays usable; binary frames, oversize frames and sustained abuse close it.
+//!
+//! Outbound: frames queued by the room are drained in batches, fed into the
+//! WebSocket and flushed once per batch, so a busy connection makes one
+//! write per batch rather than one per frame.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use actorchat_protocol::{
+    ClientFrame, ErrorCode, Pong, ServerFrame, close_code, decode_client_frame,
+};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use ractor::ActorRef;
+use ractor::rpc::CallResult;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::clock::unix_millis;
+use crate::mailbox::{Kick, Mailbox, mailbox};
+use crate::rate_limit::TokenBucket;
+use crate::registry::RegistryMsg;
+use crate::room::RoomMsg;
+use crate::server::AppState;
+use crate::session::SessionId;
+
+/// Most queued frames written per flush; bounds how long one batch holds the task.
+const MAX_BATCH: usize = 256;
+/// A write that makes no progress for this long means the peer is gone or
+/// not reading; the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the registry or a room to answer a join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Invalid frames tolerated per [`STRIKE_WINDOW`] before closing with 1008.
+const MAX_STRIKES: u32 = 30;
+const STRIKE_WINDOW: Duration = Duration::from_secs(10);
+/// At most one `rate_limited` error per this interval, so a flood is not
+/// answered by a flood.
+const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// Why a connection ended, and what (if anything) to tell the peer.
+#[derive(Debug)]
+enum Exit {
+    /// Send a close frame with this code and reason.
+    Close(u16, &'static str),
+    /// The peer closed, vanished, or cannot be written to: nothing to send.
+    Gone,
+}
+
+/// The session a connection owns.
+struct Session {
+    id: SessionId,
+    peer: SocketAddr,
+    name: String,
+    room_name: String,
+    room: ActorRef<RoomMsg>,
+    mailbox: Mailbox,
+    bucket: TokenBucket,
+    strikes: u32,
+    strike_window_start: Instant,
+    last_rate_notice: Option<Instant>,
+}
+
+/// Runs one WebSocket session to its end.
+pub async fn run(
+    socket: WebSocket,
+    state: Arc<AppState>,
+    id: SessionId,
+    peer: SocketAddr,
+    name: String,
+    room: String,
+) {
+    state.metrics.connections.fetch_add(1, Relaxed);
+    state.metrics.connections_accepted.fetch_add(1, Relaxed);
+    let (mut tx, rx) = socket.split();
+    let exit = match join_room(&state, id, &name, &room).await {
+        Ok((room_ref, mailbox)) => {
+            debug!(session = id, %peer, name = %name, room = %room, "session started");
+            let now = Instant::now();
+            let mut session = Session {
+                id,
+                peer,
+                name,
+                room_name: room,
+                room: room_ref,
+                mailbox,
+                bucket: TokenBucket::new(state.config.rate_per_sec, state.config.rate_burst, now),
+                strikes: 0,
+                strike_window_start: now,
+                last_rate_notice: None,
+            };
+            let exit = session.run(&state, &mut tx, rx).await;
+            let _ = session.room.cast(RoomMsg::Leave { session: id });
+            let queued = session.mailbox.frames.len() as i64;
+            state
+                .metrics
+                .outbound_queue_depth
+                .fetch_sub(queued, Relaxed);
+            debug!(session = id, ?exit, "session ended");
+            exit
+        }
+        Err(why) => {
+            warn!(session = id, room = %room, error = why, "could not join room; closing");
+            Exit::Close(1011, "The room is unavailable; try again.")
+        }
+    };
+    if let Exit::Close(code, reason) = exit {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Message::Close(Some(frame))))
+            .await;
+    }
+    state.metrics.connections.fetch_sub(1, Relaxed);
+}
+
+/// Finds (or creates) the room and joins it with a fresh mailbox. Retries a
+/// few times because the room may stop (idle) or crash between lookup and join.
+async fn join_room(
+    state: &AppState,
+    id: SessionId,
+    name: &str,
+    room: &str,
+) -> Result<(ActorRef<RoomMsg>, Mailbox), &'static str> {
+    for attempt in 0..3u64 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+        }
+        let lookup = state
+            .registry
+            .call(
+                |reply| RegistryMsg::Lookup {
+                    room: room.to_owned(),
+                    reply,
+                },
+                Some(JOIN_TIMEOUT),
+            )
+            .await;
+        let Ok(CallResult::Success(room_ref)) = lookup else {
+            continue;
+        };
+        let (member, mailbox) = mailbox(state.config.outbound_queue);
+        let joined = room_ref
+            .call(
+                |reply| RoomMsg::Join {
+                    session: id,
+                    name: name.to_owned(),
+                    member,
+                    reply,
+                },
+                Some(JOIN_TIMEOUT),
+            )
+            .await;
+        if let Ok(CallResult::Success(())) = joined {
+            return Ok((room_ref, mailbox));
+        }
+    }
+    Err("registry or room did not answer")
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        state: &AppState,
+        tx: &mut Sink,
+        mut rx: SplitStream<WebSocket>,
+    ) -> Exit {
+        let shutdown = state.shutdown.clone();
+        let shutdown = shutdown.cancelled();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return Exit::Close(close_code::GOING_AWAY, "The server is shutting down."),
+                kick = &mut self.mailbox.kicked => match kick {
+                    Ok(Kick::SlowConsumer) => {
+                        return Exit::Close(close_code::TRY_AGAIN_LATER, "Too slow: your outbound queue overflowed.");
+                    }
+                    // The room dropped us without a kick: it died. Rejoin.
+                    Err(_) => if let Err(exit) = self.rejoin(state).await { return exit },
+                },
+                frame = self.mailbox.frames.recv() => match frame {
+                    Some(first) => {
+                        let write = write_batch(tx, first, &mut self.mailbox.frames, state);
+                        tokio::select! {
+                            result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) => return Exit::Gone,
+                                Err(_) => {
+                                    warn!(session = self.id, peer = %self.peer, "write timed out; dropping connection");
+                                    return Exit::Gone;
+                                }
+                            },
+                            () = &mut shutdown => return Exit::Gone,
+                        }
+                    }
+                    None => if let Err(exit) = self.rejoin(state).await { return exit },
+                },
+                inbound = rx.next() => {
+                    let exit = match inbound {
+                        Some(Ok(Message::Text(text))) => self.on_text(state, tx, text).await,
+                        Some(Ok(Message::Binary(_))) => {
+                            state.metrics.policy_disconnects.fetch_add(1, Relaxed);
+                            warn!(session = self.id, peer = %self.peer, "binary frame; closing with 1008");
+                            Some(Exit::Close(close_code::POLICY_VIOLATION, "Binary frames are not supported; send JSON text frames."))
+                        }
+                        // tungstenite answers pings itself.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                        Some(Ok(Message::Close(_))) | None => Some(Exit::Gone),
+                        Some(Err(e)) => Some(self.read_error(state, e)),
+                    };
+                    if let Some(exit) = exit {
+                        return exit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one inbound text frame; returns `Some` to end the connection.
+    async fn on_text(&mut self, state: &AppState, tx: &mut Sink, text: Utf8Bytes) -> Option<Exit> {
+        state.metrics.frames_in.fetch_add(1, Relaxed);
+        if text.len() > state.config.max_frame_bytes {
+            return Some(self.oversize(state, text.len()));
+        }
+        let now = Instant::now();
+        if !self.bucket.try_take(now) {
+            state.metrics.error(ErrorCode::RateLimited);
+            if self
+                .last_rate_notice
+                .is_none_or(|t| now.duration_since(t) >= RATE_NOTICE_INTERVAL)
+            {
+                self.last_rate_notice = Some(now);
+                warn!(session = self.id, peer = %self.peer, "rate limited; dropping frames");
+                let message = format!(
+                    "Slow down: at most {} messages per second (bursts of {}); messages over the limit are dropped. Next one accepted in {} ms.",
+                    state.config.rate_per_sec,
+                    state.config.rate_burst,
+                    self.bucket.wait().as_millis()
+                );
+                return self
+                    .reply(tx, &ServerFrame::error(ErrorCode::RateLimited, message))
+                    .await;
+            }
+            return None;
+        }
+        match decode_client_frame(&text) {
+            Ok(frame) => self.on_frame(state, tx, frame).await,
+            Err(e) => {
+                state.metrics.error(e.code);
+                warn!(session = self.id, peer = %self.peer, code = e.code.as_str(), reason = %e.message, "rejected client frame");
+                if now.duration_since(self.strike_window_start) > STRIKE_WINDOW {
+                    self.strike_window_start = now;
+                    self.strikes = 0;
+                }
+                self.strikes += 1;
+                if self.strikes > MAX_STRIKES {
+                    state.metrics.policy_disconnects.fetch_add(1, Relaxed);
+                    warn!(session = self.id, peer = %self.peer, "too many invalid frames; closing with 1008");
+                    return Some(Exit::Close(
+                        close_code::POLICY_VIOLATION,
+                        "Too many invalid frames.",
+                    ));
+                }
+                self.reply(tx, &ServerFrame::error(e.code, e.message)).await
+            }
+        }
+    }
+
+    async fn on_frame(
+        &mut self,
+        state: &AppState,
+        tx: &mut Sink,
+        frame: ClientFrame,
+    ) -> Option<Exit> {
+        match frame {
+            ClientFrame::Chat {
+                text,
+                client_id,
+                sent_at,
+            } => {
+                self.cast(RoomMsg::Chat {
+                    session: self.id,
+                    text,
+                    client_id,
+                    sent_at,
+                    calc: None,
+                });
+                None
+            }
+            ClientFrame::Ping { nonce } => {
+                let pong = ServerFrame::Pong(Pong {
+                    nonce,
+                    server_time: unix_millis(),
+                });
+                self.reply(tx, &pong).await
+            }
+            ClientFrame::SetName { name } => {
+                info!(session = self.id, from = %self.name, to = %name, "rename");
+                self.name.clone_from(&name);
+                self.cast(RoomMsg::Rename {
+                    session: self.id,
+                    name,
+                });
+                None
+            }
+            ClientFrame::Join { room } => {
+                self.cast(RoomMsg::Leave { session: self.id });
+                self.room_name = room;
+                self.rejoin(state).await.err()
+            }
+        }
+    }
+
+    /// Sends to the current room. A dead room is noticed through the mailbox
+    /// closing, which triggers a rejoin; the message itself is lost with it.
+    fn cast(&self, msg: RoomMsg) {
+        if self.room.cast(msg).is_err() {
+            debug!(session = self.id, room = %self.room_name, "room gone; message dropped");
+        }
+    }
+
+    /// (Re)joins `self.room_name` with a fresh mailbox; the room queues a
+    /// new `welcome` as the first frame.
+    async fn rejoin(&mut self, state: &AppState) -> Result<(), Exit> {
+        let stale = self.mailbox.frames.len() as i64;
+        state.metrics.outbound_queue_depth.fetch_sub(stale, Relaxed);
+        match join_room(state, self.id, &self.name, &self.room_name).await {
+            Ok((room, mailbox)) => {
+                self.room = room;
+                self.mailbox = mailbox;
+                Ok(())
+            }
+            Err(why) => {
+                warn!(session = self.id, room = %self.room_name, error = why, "could not join room; closing");
+                Err(Exit::Close(1011, "The room is unavailable; try again."))
+            }
+        }
+    }
+
+    /// Writes a frame meant for this client only (pong, error).
+    async fn reply(&self, tx: &mut Sink, frame: &ServerFrame) -> Option<Exit> {
+        match tokio::time::timeout(
+            WRITE_TIMEOUT,
+            tx.send(Message::Text(frame.to_json().into())),
+        )
+        .await
+        {
+            Ok(Ok(())) => None,
+            _ => Some(Exit::Gone),
+        }
+    }
+
+    fn read_error(&self, state: &AppState, e: axum::Error) -> Exit {
+        let inner = e.into_inner();
+        match inner.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Capacity(cap)) => {
+                let size = match cap {
+                    tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
+                    _ => 0,
+                };
+                self.oversize(state, size)
+            }
+            _ => {
+                debug!(session = self.id, error = %inner, "read error");
+                Exit::Gone
+            }
+        }
+    }
+
+    fn oversize(&self, state: &AppState, size: usize) -> Exit {
+        state.metrics.oversize_disconnects.fetch_add(1, Relaxed);
+        warn!(
+            session = self.id, peer = %self.peer, size, limit = state.config.max_frame_bytes,
+            "frame over the size limit; closing with 1009"
+        );
+        Exit::Close(close_code::MESSAGE_TOO_BIG, "Frame too large.")
+    }
+}
+
+/// Feeds `first` and whatever else is already queued (up to [`MAX_BATCH`])
+/// into the socket, then flushes once.
+async fn write_batch(
+    tx: &mut Sink,
+    first: Utf8Bytes,
+    frames: &mut mpsc::Receiver<Utf8Bytes>,
+    state: &AppState,
+) -> Result<(), axum::Error> {
+    tx.feed(Message::Text(first)).await?;
+    let mut n = 1;
+    while n < MAX_BATCH {
+        let Ok(frame) = frames.try_recv() else { break };
+        tx.feed(Message::Text(frame)).await?;
+        n += 1;
+    }
+    state
+        .metrics
+        .outbound_queue_depth
+        .fetch_sub(n as i64, Relaxed);
+    tx.flush().await?;
+    state.metrics.frames_out.fetch_add(n as u64, Relaxed);
+    Ok(())
+}

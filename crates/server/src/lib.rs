@@ -1,0 +1,26 @@
+//! actorchat: an actor-model chat server.
+//!
+//! Where a chat message travels (see docs/architecture.md for the diagram):
+//!
+//! 1. [`http`] upgrades `GET /ws` and starts a [`connection`] task-actor.
+//! 2. The connection decodes and validates the frame, rate-limits it and casts
+//!    it to its [`room`] actor (found or created by the [`registry`]).
+//! 3. The room stamps author, sequence number and time, encodes the frame once
+//!    and offers the bytes to every member's [`mailbox`] without waiting.
+//! 4. Each connection drains its mailbox into its socket, one flush per batch.
+
+pub mod assets;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod mailbox;
+pub mod metrics;
+pub mod rate_limit;
+pub mod registry;
+pub mod room;
+pub mod server;
+pub mod session;
+
+pub use config::Config;
+pub use server::{RunningServer, StartError, raise_fd_limit, start};

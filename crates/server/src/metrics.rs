@@ -1,0 +1,224 @@
+//! Server metrics, rendered in the Prometheus text format at `/metrics`.
+//!
+//! Plain atomics in one struct per server (not a global registry) so that
+//! several servers in one test process keep separate counts, and so that the
+//! hot path (a delivery) costs one relaxed atomic add and nothing else.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use actorchat_protocol::ErrorCode;
+
+/// Counters and gauges shared by every actor of one server.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections.
+    pub connections: AtomicI64,
+    /// WebSocket upgrades accepted since start.
+    pub connections_accepted: AtomicU64,
+    /// Upgrades refused with 503 because the server was at its connection limit.
+    pub connections_refused: AtomicU64,
+    /// Live room actors.
+    pub rooms: AtomicI64,
+    /// Room actors restarted after a panic.
+    pub room_restarts: AtomicU64,
+    /// Text frames received from clients.
+    pub frames_in: AtomicU64,
+    /// Frames written to clients.
+    pub frames_out: AtomicU64,
+    /// Frames encoded once by a room and handed to its members.
+    pub broadcasts: AtomicU64,
+    /// Frames queued to a member by a broadcast (one broadcast, many deliveries).
+    pub deliveries: AtomicU64,
+    /// Clients disconnected with 1013 because their outbound queue was full.
+    pub slow_consumer_disconnects: AtomicU64,
+    /// Clients disconnected with 1009 for an oversize frame.
+    pub oversize_disconnects: AtomicU64,
+    /// Clients disconnected with 1008 (binary frames, repeated abuse).
+    pub policy_disconnects: AtomicU64,
+    /// Frames sitting in outbound queues right now, summed over connections.
+    pub outbound_queue_depth: AtomicI64,
+    /// `error` frames sent, by code, indexed like [`ErrorCode::ALL`].
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+}
+
+impl Metrics {
+    /// Counts one `error` frame sent to a client.
+    pub fn error(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Renders everything, plus the standard `process_*` metrics, in the
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauges: [(&str, &str, i64); 4] = [
+            (
+                "actorchat_connections",
+                "Open WebSocket connections.",
+                self.connections.load(Relaxed),
+            ),
+            (
+                "actorchat_rooms",
+                "Live room actors.",
+                self.rooms.load(Relaxed),
+            ),
+            (
+                "actorchat_outbound_queue_depth",
+                "Frames waiting in outbound queues, summed over connections.",
+                self.outbound_queue_depth.load(Relaxed),
+            ),
+            ("process_open_fds", "Open file descriptors.", open_fds()),
+        ];
+        for (name, help, value) in gauges {
+            metric(&mut out, name, "gauge", help, value);
+        }
+        let counters = [
+            (
+                "actorchat_connections_accepted_total",
+                "WebSocket upgrades accepted.",
+                &self.connections_accepted,
+            ),
+            (
+                "actorchat_connections_refused_total",
+                "Upgrades refused at the connection limit.",
+                &self.connections_refused,
+            ),
+            (
+                "actorchat_room_restarts_total",
+                "Room actors restarted after a panic.",
+                &self.room_restarts,
+            ),
+            (
+                "actorchat_frames_in_total",
+                "Frames received from clients.",
+                &self.frames_in,
+            ),
+            (
+                "actorchat_frames_out_total",
+                "Frames written to clients.",
+                &self.frames_out,
+            ),
+            (
+                "actorchat_broadcasts_total",
+                "Frames encoded once and broadcast to a room.",
+                &self.broadcasts,
+            ),
+            (
+                "actorchat_deliveries_total",
+                "Broadcast frames queued to room members.",
+                &self.deliveries,
+            ),
+            (
+                "actorchat_slow_consumer_disconnects_total",
+                "Clients closed with 1013 because their outbound queue was full.",
+                &self.slow_consumer_disconnects,
+            ),
+            (
+                "actorchat_oversize_disconnects_total",
+                "Clients closed with 1009 for an oversize frame.",
+                &self.oversize_disconnects,
+            ),
+            (
+                "actorchat_policy_disconnects_total",
+                "Clients closed with 1008 for binary frames or abuse.",
+                &self.policy_disconnects,
+            ),
+        ];
+        for (name, help, value) in counters {
+            metric(&mut out, name, "counter", help, value.load(Relaxed));
+        }
+        header(
+            &mut out,
+            "actorchat_errors_total",
+            "counter",
+            "Error frames sent to clients, by code.",
+        );
+        for (code, count) in ErrorCode::ALL.iter().zip(&self.errors) {
+            let _ = writeln!(
+                out,
+                "actorchat_errors_total{{code=\"{}\"}} {}",
+                code.as_str(),
+                count.load(Relaxed)
+            );
+        }
+        if let Some(rss) = resident_memory_bytes() {
+            metric(
+                &mut out,
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                rss,
+            );
+        }
+        if let Some(cpu) = cpu_seconds() {
+            metric(
+                &mut out,
+                "process_cpu_seconds_total",
+                "counter",
+                "User and system CPU time in seconds.",
+                cpu,
+            );
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// utime + stime from `/proc/self/stat` (Linux); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may contain spaces; fields after it are plain.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After ')' come state (3) … utime (14) and stime (15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second();
+    Some((utime + stime) as f64 / ticks as f64)
+}
+
+/// VmRSS from `/proc/self/status` (Linux); `None` elsewhere.
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn open_fds() -> i64 {
+    std::fs::read_dir("/proc/self/fd").map_or(-1, |d| d.count() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family() {
+        let m = Metrics::default();
+        m.deliveries.fetch_add(3, Relaxed);
+        m.error(ErrorCode::RateLimited);
+        let text = m.render();
+        assert!(text.contains("actorchat_deliveries_total 3\n"));
+        assert!(text.contains("actorchat_errors_total{code=\"rate_limited\"} 1\n"));
+        assert!(text.contains("actorchat_errors_total{code=\"invalid_json\"} 0\n"));
+        assert!(text.contains("process_resident_memory_bytes "));
+        assert!(text.contains("process_cpu_seconds_total "));
+        // Every sample line is `name[{labels}] value`.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The room actor: one per room, owning its members and its message sequence.
+//!
+//! Where a chat message goes: a connection validates a `chat` frame and casts
+//! [`RoomMsg::Chat`] here; the room stamps the author (the sender's session
+//! name: identity comes from the server, never from the client), the next
+//! sequence number and the server time, encodes the frame ONCE, and offers
+//! the same bytes to every member's mailbox ([`crate::mailbox`]), never
+//! waiting for any of them.
+//!
+//! Presence is coalesced: joins, leaves and renames collect in
+//! [`Presence`] and go out as one `room_update` at most once per
+//! presence interval, so a burst of N joins costs each member a few frames,
+//! not N.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use actorchat_protocol::{
+    CalcResult, ChatMessage, Limits, MAX_PARTICIPANTS_LISTED, Rename, RoomUpdate, ServerFrame,
+    Welcome,
+};
+use axum::extract::ws::Utf8Bytes;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tracing::{debug, warn};
+
+use crate::clock::unix_millis;
+use crate::mailbox::{Kick, MemberHandle, Undeliverable};
+use crate::metrics::Metrics;
+use crate::registry::RegistryMsg;
+use crate::session::SessionId;
+
+/// What a room can be asked to do.
+pub enum RoomMsg {
+    /// Add a member. The room queues the member's `welcome` as the first
+    /// frame of its mailbox, then replies.
+    Join {
+        session: SessionId,
+        name: String,
+        member: MemberHandle,
+        reply: RpcReplyPort<()>,
+    },
+    /// Remove a member that left or disconnected.
+    Leave { session: SessionId },
+    /// Broadcast a chat message from a member.
+    Chat {
+        session: SessionId,
+        text: String,
+        client_id: Option<String>,
+        sent_at: Option<u64>,
+        calc: Option<CalcResult>,
+    },
+    /// A member changed its display name.
+    Rename { session: SessionId, name: String },
+    /// Timer: send the pending `room_update`.
+    FlushPresence,
+    /// Timer: stop if still empty since `generation`.
+    IdleCheck { generation: u64 },
+}
+
+/// Settings every room shares.
+#[derive(Debug)]
+pub struct RoomSettings {
+    pub limits: Limits,
+    pub presence_interval: Duration,
+    pub idle_after: Duration,
+    /// Test-only fault injection; see `Config::debug_panic_phrase`.
+    pub panic_phrase: Option<String>,
+}
+
+pub struct RoomArgs {
+    pub name: String,
+    /// Owned by the registry so that a restarted room continues the sequence.
+    pub seq: Arc<AtomicU64>,
+    pub settings: Arc<RoomSettings>,
+    pub metrics: Arc<Metrics>,
+    pub registry: ActorRef<RegistryMsg>,
+}
+
+pub struct Room;
+
+pub struct RoomState {
+    name: String,
+    seq: Arc<AtomicU64>,
+    settings: Arc<RoomSettings>,
+    metrics: Arc<Metrics>,
+    registry: ActorRef<RegistryMsg>,
+    members: HashMap<SessionId, Member>,
+    presence: Presence,
+    /// Bumped whenever the room becomes empty; an idle check for an older
+    /// generation is stale (someone joined meanwhile).
+    idle_generation: u64,
+}
+
+struct Member {
+    name: String,
+    handle: MemberHandle,
+    /// Whether a `room_update` has told the room about this member yet. A
+    /// `welcome` lists only announced members; the others arrive in the next
+    /// update, so a client applying welcome + updates never counts anyone twice.
+    announced: bool,
+}
+
+/// Presence changes waiting for the next `room_update`.
+#[derive(Default)]
+struct Presence {
+    joined: Vec<(SessionId, String)>,
+    left: Vec<String>,
+    renamed: Vec<Rename>,
+    flush_scheduled: bool,
+    last_flush: Option<Instant>,
+}
+
+impl Presence {
+    fn is_empty(&self) -> bool {
+        self.joined.is_empty() && self.left.is_empty() && self.renamed.is_empty()
+    }
+}
+
+impl Actor for Room {
+    type Msg = RoomMsg;
+    type State = RoomState;
+    type Arguments = RoomArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<RoomMsg>,
+        args: RoomArgs,
+    ) -> Result<RoomState, ActorProcessingErr> {
+        Ok(RoomState {
+            name: args.name,
+            seq: args.seq,
+            settings: args.settings,
+            metrics: args.metrics,
+            registry: args.registry,
+            members: HashMap::new(),
+            presence: Presence::default(),
+            idle_generation: 0,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<RoomMsg>,
+        state: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A room nobody joins (the joiner vanished between lookup and join)
+        // must not live forever.
+        state.schedule_idle_check(&myself);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RoomMsg>,
+        msg: RoomMsg,
+        state: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RoomMsg::Join {
+                session,
+                name,
+                member,
+                reply,
+            } => {
+                state.join(&myself, session, name, member);
+                // The joiner may have given up waiting; nothing to undo then,
+                // its mailbox closes and the next offer removes it.
+                let _ = reply.send(());
+            }
+            RoomMsg::Leave { session } => state.leave(&myself, session),
+            RoomMsg::Chat {
+                session,
+                text,
+                client_id,
+                sent_at,
+                calc,
+            } => {
+                if state.settings.panic_phrase.as_deref() == Some(text.as_str()) {
+                    panic!(
+                        "fault injection: room {} received the panic phrase",
+                        state.name
+                    );
+                }
+                state.chat(&myself, session, text, client_id, sent_at, calc);
+            }
+            RoomMsg::Rename { session, name } => state.rename(&myself, session, name),
+            RoomMsg::FlushPresence => {
+                state.presence.flush_scheduled = false;
+                state.flush_presence(&myself);
+            }
+            RoomMsg::IdleCheck { generation } => {
+                if generation == state.idle_generation && state.members.is_empty() {
+                    debug!(room = %state.name, "room idle; asking the registry to stop it");
+                    let _ = state.registry.cast(RegistryMsg::RoomIdle {
+                        room: state.name.clone(),
+                        id: myself.get_id(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RoomState {
+    fn join(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        session: SessionId,
+        name: String,
+        member: MemberHandle,
+    ) {
+        if let Some(old) = self.members.remove(&session) {
+            // A reconnecting session replaces its stale membership.
+            self.note_left(session, old.name, old.announced);
+        }
+        let num_participants = self.members.len() + 1;
+        let participants: Vec<String> = self
+            .members
+            .values()
+            .filter(|m| m.announced)
+            .map(|m| m.name.clone())
+            .take(MAX_PARTICIPANTS_LISTED)
+            .collect();
+        let welcome = ServerFrame::Welcome(Welcome {
+            session_id: session,
+            name: name.clone(),
+            room: self.name.clone(),
+            num_participants: u32::try_from(num_participants).unwrap_or(u32::MAX),
+            participants,
+            limits: self.settings.limits,
+        });
+        if member.offer(&Utf8Bytes::from(welcome.to_json())).is_err() {
+            return; // already gone
+        }
+        self.members.insert(
+            session,
+            Member {
+                name: name.clone(),
+                handle: member,
+                announced: false,
+            },
+        );
+        self.presence.joined.push((session, name));
+        self.schedule_presence(myself);
+    }
+
+    fn leave(&mut self, myself: &ActorRef<RoomMsg>, session: SessionId) {
+        if let Some(m) = self.members.remove(&session) {
+            self.note_left(session, m.name, m.announced);
+            self.schedule_presence(myself);
+            if self.members.is_empty() {
+                self.schedule_idle_check(myself);
+            }
+        }
+    }
+
+    fn note_left(&mut self, session: SessionId, name: String, announced: bool) {
+        if announced {
+            self.presence.left.push(name);
+        } else {
+            // Joined and left within one interval: nobody needs to hear of it.
+            self.presence.joined.retain(|(id, _)| *id != session);
+        }
+    }
+
+    fn rename(&mut self, myself: &ActorRef<RoomMsg>, session: SessionId, name: String) {
+        let Some(member) = self.members.get_mut(&session) else {
+            return;
+        };
+        let from = std::mem::replace(&mut member.name, name.clone());
+        if member.announced {
+            self.presence.renamed.push(Rename { from, to: name });
+        } else if let Some(entry) = self
+            .presence
+            .joined
+            .iter_mut()
+            .find(|(id, _)| *id == session)
+        {
+            entry.1 = name;
+        }
+        self.schedule_presence(myself);
+    }
+
+    fn chat(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        session: SessionId,
+        text: String,
+        client_id: Option<String>,
+        sent_at: Option<u64>,
+        calc: Option<CalcResult>,
+    ) {
+        let Some(member) = self.members.get(&session) else {
+            return; // left (or was dropped) while the message was in flight
+        };
+        let frame = ServerFrame::Chat(ChatMessage {
+            id: self.seq.fetch_add(1, Relaxed) + 1,
+            room: self.name.clone(),
+            author: member.name.clone(),
+            text,
+            client_id,
+            sent_at,
+            server_time: unix_millis(),
+            calc,
+        });
+        self.broadcast(myself, &frame);
+    }
+
+    /// Encodes `frame` once and offers it to every member. Members whose
+    /// queue is full are removed and told they are slow consumers.
+    fn broadcast(&mut self, myself: &ActorRef<RoomMsg>, frame: &ServerFrame) {
+        let bytes = Utf8Bytes::from(frame.to_json());
+        let mut delivered = 0u64;
+        let mut dropped: Vec<(SessionId, Undeliverable)> = Vec::new();
+        for (id, member) in &self.members {
+            match member.handle.offer(&bytes) {
+                Ok(()) => delivered += 1,
+                Err(why) => dropped.push((*id, why)),
+            }
+        }
+        self.metrics.broadcasts.fetch_add(1, Relaxed);
+        self.metrics.deliveries.fetch_add(delivered, Relaxed);
+        self.metrics
+            .outbound_queue_depth
+            .fetch_add(delivered as i64, Relaxed);
+        if dropped.is_empty() {
+            return;
+        }
+        for (id, why) in dropped {
+            let Some(member) = self.members.remove(&id) else {
+                continue;
+            };
+            if why == Undeliverable::Full {
+                self.metrics.slow_consumer_disconnects.fetch_add(1, Relaxed);
+                warn!(
+                    room = %self.name, session = id, name = %member.name,
+                    "slow consumer: outbound queue full, disconnecting with 1013"
+                );
+                member.handle.kick(Kick::SlowConsumer);
+            }
+            self.note_left(id, member.name, member.announced);
+        }
+        self.schedule_presence(myself);
+        if self.members.is_empty() {
+            self.schedule_idle_check(myself);
+        }
+    }
+
+    /// Sends the pending update now if the interval since the last one has
+    /// passed, otherwise makes sure a flush is scheduled for when it has.
+    fn schedule_presence(&mut self, myself: &ActorRef<RoomMsg>) {
+        if self.presence.flush_scheduled || self.presence.is_empty() {
+            return;
+        }
+        let interval = self.settings.presence_interval;
+        let wait = self.presence.last_flush.map_or(Duration::ZERO, |t| {
+            (t + interval).saturating_duration_since(Instant::now())
+        });
+        if wait.is_zero() {
+            self.flush_presence(myself);
+        } else {
+            self.presence.flush_scheduled = true;
+            myself.send_after(wait, || RoomMsg::FlushPresence);
+        }
+    }
+
+    fn flush_presence(&mut self, myself: &ActorRef<RoomMsg>) {
+        if self.presence.is_empty() {
+            return;
+        }
+        let joined = std::mem::take(&mut self.presence.joined);
+        for (id, _) in &joined {
+            if let Some(m) = self.members.get_mut(id) {
+                m.announced = true;
+            }
+        }
+        let cap = MAX_PARTICIPANTS_LISTED;
+        let update = ServerFrame::RoomUpdate(RoomUpdate {
+            room: self.name.clone(),
+            num_participants: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+            joined: joined.into_iter().map(|(_, n)| n).take(cap).collect(),
+            left: self.presence.left.drain(..).take(cap).collect(),
+            renamed: self.presence.renamed.drain(..).take(cap).collect(),
+        });
+        self.presence.last_flush = Some(Instant::now());
+        self.broadcast(myself, &update);
+    }
+
+    fn schedule_idle_check(&mut self, myself: &ActorRef<RoomMsg>) {
+        self.idle_generation += 1;
+        let generation = self.idle_generation;
+        myself.send_after(self.settings.idle_after, move || RoomMsg::IdleCheck {
+            generation,
+        });
+    }
+}

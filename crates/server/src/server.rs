@@ -1,0 +1,199 @@
+//! Starting and stopping the server: the listener, the router, the actors,
+//! the connection limit and graceful shutdown.
+//!
+//! Shutdown policy: on SIGINT/SIGTERM (or [`RunningServer::shutdown`]) the
+//! listener stops accepting, every connection sends close 1001 and ends, and
+//! the server waits at most `shutdown_grace_secs` for them before stopping
+//! the actors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actorchat_protocol::{Limits, MAX_TEXT_CHARS};
+use axum::Router;
+use axum::serve::ListenerExt;
+use ractor::{Actor, ActorRef};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::http;
+use crate::metrics::Metrics;
+use crate::registry::{RegistryArgs, RegistryMsg, RoomRegistry};
+use crate::room::RoomSettings;
+use crate::session::SessionIds;
+
+/// File descriptors kept free for the listener, log files, `/proc` reads
+/// and the like when the connection limit is derived from the fd limit.
+const FD_RESERVE: u64 = 64;
+
+/// What every handler and connection shares.
+pub struct AppState {
+    pub config: Config,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    pub registry: ActorRef<RegistryMsg>,
+    pub sessions: SessionIds,
+    /// One permit per open WebSocket: the hard connection limit.
+    pub connection_slots: Arc<Semaphore>,
+    pub max_connections: usize,
+    /// Cancelled when the server begins shutting down.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for their close frames.
+    pub connections: TaskTracker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the room registry: {0}")]
+    Registry(#[from] ractor::SpawnErr),
+}
+
+/// A server that is accepting connections.
+pub struct RunningServer {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    serve: JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds the listener, starts the actors and begins serving.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let listener = TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    let metrics = Arc::new(Metrics::default());
+    let max_frame_bytes = u32::try_from(config.max_frame_bytes).unwrap_or(u32::MAX);
+    let limits = Limits {
+        max_text_chars: MAX_TEXT_CHARS as u32,
+        max_frame_bytes,
+        max_messages_per_sec: config.rate_per_sec,
+    };
+    let settings = Arc::new(RoomSettings {
+        limits,
+        presence_interval: config.presence_interval(),
+        idle_after: config.room_idle(),
+        panic_phrase: config.debug_panic_phrase.clone(),
+    });
+    let (registry, _) = Actor::spawn(
+        None,
+        RoomRegistry,
+        RegistryArgs {
+            settings,
+            metrics: metrics.clone(),
+        },
+    )
+    .await?;
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(default_max_connections);
+    let state = Arc::new(AppState {
+        config,
+        limits,
+        metrics,
+        registry,
+        sessions: SessionIds::default(),
+        connection_slots: Arc::new(Semaphore::new(max_connections)),
+        max_connections,
+        shutdown: CancellationToken::new(),
+        connections: TaskTracker::new(),
+    });
+    let app: Router = http::router(state.clone());
+    // Chat frames are small and latency matters more than packet count;
+    // batching happens in the connection's writer instead.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let stop = state.shutdown.clone();
+    let serve = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+    });
+    info!(%addr, max_connections, "listening");
+    Ok(RunningServer { addr, state, serve })
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state, for tests that read metrics.
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Resolves when shutdown has begun (for example after a signal).
+    pub async fn shutdown_requested(&self) {
+        self.state.shutdown.cancelled().await;
+    }
+
+    /// Stops accepting, closes every WebSocket with 1001, waits for them
+    /// (bounded by the grace period), then stops the actors.
+    pub async fn shutdown(self) {
+        let RunningServer { state, serve, .. } = self;
+        state.shutdown.cancel();
+        state.connections.close();
+        let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+        if tokio::time::timeout(grace, state.connections.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                remaining = state.connections.len(),
+                "connections still open after the grace period"
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(1), serve).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
+            Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
+            Err(_) => warn!("HTTP server did not stop within 1 s"),
+        }
+        let _ = state
+            .registry
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(1)))
+            .await;
+        info!("server stopped");
+    }
+}
+
+/// The open-file soft limit minus [`FD_RESERVE`].
+fn default_max_connections() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let soft = limit.current.unwrap_or(1024 * 1024);
+    usize::try_from(soft.saturating_sub(FD_RESERVE).max(1)).unwrap_or(usize::MAX)
+}
+
+/// Raises the open-file soft limit to the hard limit, so the connection
+/// limit can use every descriptor the system allows. Returns (before, after).
+pub fn raise_fd_limit() -> (Option<u64>, Option<u64>) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let before = getrlimit(Resource::Nofile);
+    let mut raised = before.clone();
+    raised.current = before.maximum;
+    if raised.current != before.current && setrlimit(Resource::Nofile, raised).is_err() {
+        return (before.current, before.current);
+    }
+    (before.current, getrlimit(Resource::Nofile).current)
+}

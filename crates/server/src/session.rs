@@ -1,0 +1,21 @@
+//! Session identity.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Identifies one WebSocket session for the life of the server process.
+pub type SessionId = u64;
+
+/// Hands out session ids, starting at 1.
+#[derive(Debug, Default)]
+pub struct SessionIds(AtomicU64);
+
+impl SessionIds {
+    pub fn next(&self) -> SessionId {
+        self.0.fetch_add(1, Relaxed) + 1
+    }
+}
+
+/// The name a session gets when the client does not choose one.
+pub fn default_name(id: SessionId) -> String {
+    format!("guest-{id}")
+}

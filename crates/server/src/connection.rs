@@ -260,7 +260,11 @@ impl Session {
                     self.bucket.wait().as_millis()
                 );
                 return self
-                    .reply(tx, &ServerFrame::error(ErrorCode::RateLimited, message))
+                    .reply(
+                        state,
+                        tx,
+                        &ServerFrame::error(ErrorCode::RateLimited, message),
+                    )
                     .await;
             }
             return None;
@@ -283,7 +287,8 @@ impl Session {
                         "Too many invalid frames.",
                     ));
                 }
-                self.reply(tx, &ServerFrame::error(e.code, e.message)).await
+                self.reply(state, tx, &ServerFrame::error(e.code, e.message))
+                    .await
             }
         }
     }
@@ -314,7 +319,7 @@ impl Session {
                     nonce,
                     server_time: unix_millis(),
                 });
-                self.reply(tx, &pong).await
+                self.reply(state, tx, &pong).await
             }
             ClientFrame::SetName { name } => {
                 info!(session = self.id, from = %self.name, to = %name, "rename");
@@ -360,14 +365,17 @@ impl Session {
     }
 
     /// Writes a frame meant for this client only (pong, error).
-    async fn reply(&self, tx: &mut Sink, frame: &ServerFrame) -> Option<Exit> {
+    async fn reply(&self, state: &AppState, tx: &mut Sink, frame: &ServerFrame) -> Option<Exit> {
         match tokio::time::timeout(
             WRITE_TIMEOUT,
             tx.send(Message::Text(frame.to_json().into())),
         )
         .await
         {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) => {
+                state.metrics.frames_out.fetch_add(1, Relaxed);
+                None
+            }
             _ => Some(Exit::Gone),
         }
     }

@@ -88,7 +88,15 @@ impl Actor for RoomRegistry {
                     Some(entry) => entry.actor.clone(),
                     None => {
                         let seq = Arc::new(AtomicU64::new(0));
-                        state.spawn_room(&myself, room, seq).await?
+                        match state.spawn_room(&myself, room.clone(), seq).await {
+                            Ok(actor) => actor,
+                            // Dropping the reply port fails the caller's join,
+                            // which it retries; the registry itself carries on.
+                            Err(e) => {
+                                error!(room = %room, error = %e, "cannot start room actor");
+                                return Ok(());
+                            }
+                        }
                     }
                 };
                 let _ = reply.send(actor);

@@ -190,7 +190,7 @@ fn default_max_connections() -> usize {
 pub fn raise_fd_limit() -> (Option<u64>, Option<u64>) {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let before = getrlimit(Resource::Nofile);
-    let mut raised = before.clone();
+    let mut raised = before;
     raised.current = before.maximum;
     if raised.current != before.current && setrlimit(Resource::Nofile, raised).is_err() {
         return (before.current, before.current);

@@ -59,6 +59,48 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_SHUTDOWN_GRACE_SECS", default_value_t = 4)]
     pub shutdown_grace_secs: u64,
 
+    /// Calculations running at once. Default: the number of cores minus one
+    /// (at least one), so one core is always left for the chat.
+    #[arg(long, env = "ACTORCHAT_CALC_WORKERS")]
+    pub calc_workers: Option<usize>,
+
+    /// Admitted calculations that may wait for a worker; beyond it, `busy`.
+    #[arg(long, env = "ACTORCHAT_CALC_QUEUE", default_value_t = 64)]
+    pub calc_queue: usize,
+
+    /// A calculation running longer than this (ms) is cancelled: `timeout`.
+    #[arg(long, env = "ACTORCHAT_CALC_TIMEOUT_MS", default_value_t = 2000)]
+    pub calc_timeout_ms: u64,
+
+    /// Estimated peak memory one calculation may use, in bytes; larger ones
+    /// are `rejected` before any work.
+    #[arg(long, env = "ACTORCHAT_CALC_MAX_BYTES", default_value_t = 64 << 20)]
+    pub calc_max_bytes: u64,
+
+    /// Estimated peak memory all running calculations may use together.
+    #[arg(long, env = "ACTORCHAT_CALC_BUDGET_BYTES", default_value_t = 256 << 20)]
+    pub calc_budget_bytes: u64,
+
+    /// Results with more digits are broadcast abbreviated (first and last 50
+    /// digits); the full value stays at `GET /calc/{id}`.
+    #[arg(long, env = "ACTORCHAT_CALC_DISPLAY_DIGITS", default_value_t = 10_000)]
+    pub calc_display_digits: usize,
+
+    /// Bytes of full results kept for `GET /calc/{id}`; oldest evicted first.
+    #[arg(long, env = "ACTORCHAT_CALC_STORE_BYTES", default_value_t = 64 << 20)]
+    pub calc_store_bytes: usize,
+
+    /// Nice value of calculator threads (0 to 19): higher yields the CPU to
+    /// the network threads sooner.
+    #[arg(long, env = "ACTORCHAT_CALC_NICE", default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub calc_nice: i32,
+
+    /// Run calculations whatever their estimated time (they still time
+    /// out). For tests and benchmarks of timeouts and cancellation; never in
+    /// production.
+    #[arg(long, env = "ACTORCHAT_CALC_SKIP_TIME_ADMISSION", hide = true)]
+    pub calc_skip_time_admission: bool,
+
     /// Fault injection for tests: a room actor panics when it receives a chat
     /// with exactly this text. Never set it in production.
     #[arg(long, env = "ACTORCHAT_DEBUG_PANIC_PHRASE", hide = true)]
@@ -87,5 +129,12 @@ impl Config {
 
     pub fn room_idle(&self) -> Duration {
         Duration::from_secs(self.room_idle_secs)
+    }
+
+    pub fn calc_workers(&self) -> usize {
+        self.calc_workers.unwrap_or_else(|| {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            cores.saturating_sub(1).max(1)
+        })
     }
 }

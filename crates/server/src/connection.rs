@@ -18,22 +18,26 @@
 //! WebSocket and flushed once per batch, so a busy connection makes one
 //! write per batch rather than one per frame.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use actorchat_calc::Parsed;
 use actorchat_protocol::{
-    ClientFrame, ErrorCode, Pong, ServerFrame, close_code, decode_client_frame,
+    CalcResult, CalcStatus, ClientFrame, ErrorCode, Pong, ServerFrame, close_code,
+    decode_client_frame,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use crate::calc::{CancelFlag, CancelOnDrop, SchedulerMsg, Work};
 use crate::clock::unix_millis;
 use crate::mailbox::{Kick, Mailbox, mailbox};
 use crate::rate_limit::TokenBucket;
@@ -55,6 +59,8 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// At most one `rate_limited` error per this interval, so a flood is not
 /// answered by a flood.
 const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+/// Messages held behind a running calculation before `calc_busy`.
+const MAX_HELD: usize = 16;
 
 type Sink = SplitSink<WebSocket, Message>;
 
@@ -79,6 +85,26 @@ struct Session {
     strikes: u32,
     strike_window_start: Instant,
     last_rate_notice: Option<Instant>,
+    /// This client's calculation in progress, if any.
+    pending_calc: Option<PendingCalc>,
+    /// Chat this client sent while its calculation runs, broadcast after it
+    /// in order; at most [`MAX_HELD`].
+    held: VecDeque<Chat>,
+}
+
+/// A chat message as the client sent it (validated).
+struct Chat {
+    text: String,
+    client_id: Option<String>,
+    sent_at: Option<u64>,
+}
+
+/// A calculation this connection waits for. Dropping it (the connection
+/// ends) cancels the calculation.
+struct PendingCalc {
+    chat: Chat,
+    result: oneshot::Receiver<CalcResult>,
+    _cancel: CancelOnDrop,
 }
 
 /// Runs one WebSocket session to its end.
@@ -108,6 +134,8 @@ pub async fn run(
                 strikes: 0,
                 strike_window_start: now,
                 last_rate_notice: None,
+                pending_calc: None,
+                held: VecDeque::new(),
             };
             let exit = session.run(&state, &mut tx, rx).await;
             let _ = session.room.cast(RoomMsg::Leave { session: id });
@@ -193,6 +221,7 @@ impl Session {
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Exit::Close(close_code::GOING_AWAY, "The server is shutting down."),
+                result = calc_result(&mut self.pending_calc) => self.on_calc_result(state, result),
                 kick = &mut self.mailbox.kicked => match kick {
                     Ok(Kick::SlowConsumer) => {
                         return Exit::Close(close_code::TRY_AGAIN_LATER, "Too slow: your outbound queue overflowed.");
@@ -305,13 +334,25 @@ impl Session {
                 client_id,
                 sent_at,
             } => {
-                self.cast(RoomMsg::Chat {
-                    session: self.id,
+                let chat = Chat {
                     text,
                     client_id,
                     sent_at,
-                    calc: None,
-                });
+                };
+                if self.pending_calc.is_none() {
+                    self.send_chat(state, chat);
+                    return None;
+                }
+                if self.held.len() >= MAX_HELD {
+                    state.metrics.error(ErrorCode::CalcBusy);
+                    let message = format!(
+                        "Your calculation is still running and {MAX_HELD} messages already wait behind it; this one was not sent."
+                    );
+                    return self
+                        .reply(state, tx, &ServerFrame::error(ErrorCode::CalcBusy, message))
+                        .await;
+                }
+                self.held.push_back(chat);
                 None
             }
             ClientFrame::Ping { nonce } => {
@@ -335,6 +376,79 @@ impl Session {
                 self.room_name = room;
                 self.rejoin(state).await.err()
             }
+        }
+    }
+
+    /// Sends a chat to the room, or, when its text is a calculation, to the
+    /// scheduler first (the room gets it once the result is in).
+    fn send_chat(&mut self, state: &AppState, chat: Chat) {
+        let work = match actorchat_calc::parse(&chat.text) {
+            Parsed::NotACalculation => {
+                let Chat {
+                    text,
+                    client_id,
+                    sent_at,
+                } = chat;
+                self.cast(RoomMsg::Chat {
+                    session: self.id,
+                    text,
+                    client_id,
+                    sent_at,
+                    calc: None,
+                });
+                return;
+            }
+            Parsed::Calc(request) => Work::Run(request),
+            Parsed::TooLarge(rejection) => Work::Refused(rejection),
+        };
+        let cancel = Arc::new(CancelFlag::default());
+        let (reply, result) = oneshot::channel();
+        let submit = SchedulerMsg::Submit {
+            expr: chat.text.clone(),
+            work,
+            cancel: cancel.clone(),
+            reply,
+        };
+        if state.calc.cast(submit).is_err() {
+            warn!(session = self.id, "calculation scheduler unavailable");
+        }
+        // If the cast failed, `result` resolves at once as closed and the
+        // chat goes out with an `error` calc.
+        self.pending_calc = Some(PendingCalc {
+            chat,
+            result,
+            _cancel: CancelOnDrop(cancel),
+        });
+    }
+
+    /// The calculation is done: broadcast its message, then what was held
+    /// behind it, until the next calculation (if any) is pending again.
+    fn on_calc_result(
+        &mut self,
+        state: &AppState,
+        result: Result<CalcResult, oneshot::error::RecvError>,
+    ) {
+        let Some(pending) = self.pending_calc.take() else {
+            return;
+        };
+        let calc = result.unwrap_or_else(|_| lost_calc(&pending.chat.text));
+        let Chat {
+            text,
+            client_id,
+            sent_at,
+        } = pending.chat;
+        self.cast(RoomMsg::Chat {
+            session: self.id,
+            text,
+            client_id,
+            sent_at,
+            calc: Some(calc),
+        });
+        while self.pending_calc.is_none() {
+            let Some(chat) = self.held.pop_front() else {
+                break;
+            };
+            self.send_chat(state, chat);
         }
     }
 
@@ -404,6 +518,30 @@ impl Session {
             "frame over the size limit; closing with 1009"
         );
         Exit::Close(close_code::MESSAGE_TOO_BIG, "Frame too large.")
+    }
+}
+
+/// Resolves with the pending calculation's result; never, if there is none.
+async fn calc_result(
+    pending: &mut Option<PendingCalc>,
+) -> Result<CalcResult, oneshot::error::RecvError> {
+    match pending {
+        Some(p) => (&mut p.result).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The result when the scheduler dropped a request (it stopped or failed).
+fn lost_calc(expr: &str) -> CalcResult {
+    CalcResult {
+        id: String::new(),
+        expr: expr.to_owned(),
+        status: CalcStatus::Error,
+        value: None,
+        digits: None,
+        truncated: false,
+        elapsed_ms: 0,
+        reason: Some("The calculation service is unavailable; try again.".into()),
     }
 }
 

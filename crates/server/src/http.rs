@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actorchat_protocol::{validate_name, validate_room};
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,6 +26,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/test.html", get(assets::test_page))
+        .route("/calc/{id}", get(calc_result))
         .fallback(assets::web_client)
         .with_state(state)
 }
@@ -103,4 +104,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// The full decimal value of a calculation, while the store retains it.
+async fn calc_result(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.calc_results.get(&id) {
+        Some(value) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("No retained result {id:?}: it never existed or was evicted to make room for newer ones."),
+        )
+            .into_response(),
+    }
 }

@@ -8,8 +8,13 @@
 //! 3. The room stamps author, sequence number and time, encodes the frame once
 //!    and offers the bytes to every member's [`mailbox`] without waiting.
 //! 4. Each connection drains its mailbox into its socket, one flush per batch.
+//!
+//! A chat text like `200!` takes a detour first: the connection hands it to
+//! the [`calc`] scheduler and holds the client's later messages until the
+//! result comes back, then casts it to the room with its `calc` object.
 
 pub mod assets;
+pub mod calc;
 pub mod clock;
 pub mod config;
 pub mod connection;

@@ -40,6 +40,159 @@ pub struct Metrics {
     pub outbound_queue_depth: AtomicI64,
     /// `error` frames sent, by code, indexed like [`ErrorCode::ALL`].
     errors: [AtomicU64; ErrorCode::ALL.len()],
+    pub calc: CalcMetrics,
+}
+
+/// How a calculation ended, as counted in `actorchat_calc_total{status}`.
+/// `Cancelled` (the requester disconnected) has no wire status: nobody is
+/// left to tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalcEnd {
+    Ok,
+    Rejected,
+    Timeout,
+    Busy,
+    Error,
+    Cancelled,
+}
+
+impl CalcEnd {
+    const ALL: [CalcEnd; 6] = [
+        CalcEnd::Ok,
+        CalcEnd::Rejected,
+        CalcEnd::Timeout,
+        CalcEnd::Busy,
+        CalcEnd::Error,
+        CalcEnd::Cancelled,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            CalcEnd::Ok => "ok",
+            CalcEnd::Rejected => "rejected",
+            CalcEnd::Timeout => "timeout",
+            CalcEnd::Busy => "busy",
+            CalcEnd::Error => "error",
+            CalcEnd::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// The calculation scheduler's figures.
+#[derive(Debug, Default)]
+pub struct CalcMetrics {
+    ended: [AtomicU64; CalcEnd::ALL.len()],
+    /// Admitted calculations waiting for a worker.
+    pub queued: AtomicI64,
+    /// Calculations running on calculator threads.
+    pub running: AtomicI64,
+    /// Sum of the peak-memory estimates of running calculations.
+    pub budget_in_use: AtomicI64,
+    /// Wall time of calculations that ran to the end (compute + decimal).
+    pub compute_seconds: Histogram,
+    /// Time from a cancellation (timeout or disconnect) to the worker being free.
+    pub cancel_latency_seconds: Histogram,
+}
+
+impl CalcMetrics {
+    pub fn ended(&self, how: CalcEnd) {
+        if let Some(i) = CalcEnd::ALL.iter().position(|c| *c == how) {
+            self.ended[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        header(
+            out,
+            "actorchat_calc_total",
+            "counter",
+            "Calculations by how they ended.",
+        );
+        for (how, count) in CalcEnd::ALL.iter().zip(&self.ended) {
+            let _ = writeln!(
+                out,
+                "actorchat_calc_total{{status=\"{}\"}} {}",
+                how.as_str(),
+                count.load(Relaxed)
+            );
+        }
+        metric(
+            out,
+            "actorchat_calc_queue_length",
+            "gauge",
+            "Calculations waiting for a worker.",
+            self.queued.load(Relaxed),
+        );
+        metric(
+            out,
+            "actorchat_calc_running",
+            "gauge",
+            "Calculations running.",
+            self.running.load(Relaxed),
+        );
+        metric(
+            out,
+            "actorchat_calc_budget_bytes_in_use",
+            "gauge",
+            "Estimated peak memory of running calculations.",
+            self.budget_in_use.load(Relaxed),
+        );
+        self.compute_seconds.render(
+            out,
+            "actorchat_calc_compute_seconds",
+            "Time of calculations that finished.",
+        );
+        self.cancel_latency_seconds.render(
+            out,
+            "actorchat_calc_cancel_latency_seconds",
+            "Time from cancellation to the calculator thread ending.",
+        );
+    }
+}
+
+/// A Prometheus histogram with fixed buckets, in seconds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, "histogram", help);
+        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Relaxed)
+            );
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
 
 impl Metrics {
@@ -144,6 +297,7 @@ impl Metrics {
                 count.load(Relaxed)
             );
         }
+        self.calc.render(&mut out);
         if let Some(rss) = resident_memory_bytes() {
             metric(
                 &mut out,

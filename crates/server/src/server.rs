@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::calc::{CalcScheduler, ResultStore, SchedulerArgs, SchedulerMsg};
 use crate::config::Config;
 use crate::http;
 use crate::metrics::Metrics;
@@ -38,6 +39,9 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub registry: ActorRef<RegistryMsg>,
+    pub calc: ActorRef<SchedulerMsg>,
+    /// Full calculation results for `GET /calc/{id}`.
+    pub calc_results: Arc<ResultStore>,
     pub sessions: SessionIds,
     /// One permit per open WebSocket: the hard connection limit.
     pub connection_slots: Arc<Semaphore>,
@@ -55,8 +59,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot start the room registry: {0}")]
-    Registry(#[from] ractor::SpawnErr),
+    #[error("cannot start an actor: {0}")]
+    Actor(#[from] ractor::SpawnErr),
 }
 
 /// A server that is accepting connections.
@@ -100,6 +104,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         },
     )
     .await?;
+    let calc_results = Arc::new(ResultStore::new(config.calc_store_bytes));
+    let scheduler = SchedulerArgs {
+        workers: config.calc_workers(),
+        queue: config.calc_queue,
+        budget_bytes: config.calc_budget_bytes,
+        limits: actorchat_calc::Limits {
+            max_bytes: config.calc_max_bytes,
+            timeout: Duration::from_millis(config.calc_timeout_ms),
+        },
+        skip_time_admission: config.calc_skip_time_admission,
+        display_digits: config.calc_display_digits,
+        nice: config.calc_nice,
+        store: calc_results.clone(),
+        metrics: metrics.clone(),
+    };
+    let (calc, _) = Actor::spawn(None, CalcScheduler, scheduler).await?;
     let max_connections = config
         .max_connections
         .unwrap_or_else(default_max_connections);
@@ -108,6 +128,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         limits,
         metrics,
         registry,
+        calc,
+        calc_results,
         sessions: SessionIds::default(),
         connection_slots: Arc::new(Semaphore::new(max_connections)),
         max_connections,

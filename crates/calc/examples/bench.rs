@@ -1,0 +1,294 @@
+//! Benchmarks of the calculation engine against malachite's one-call
+//! built-ins, plus the measurements behind the time and memory model.
+//!
+//! ```text
+//! CARGO_TARGET_DIR=target-calc cargo run --release -p actorchat-calc --example bench
+//! CARGO_TARGET_DIR=target-calc cargo run --release -p actorchat-calc --example bench -- --calibrate
+//! ```
+//!
+//! Prints, for n = 10^4, 10^5, 10^6: the best-of-several wall time of the
+//! cancellable product tree, `Natural::factorial`, the cancellable decimal
+//! conversion and `Natural::to_string`; the longest gap between two cancel
+//! checks (the largest uninterruptible step, including the stretch from the
+//! last check to the return); and the peak heap use relative to the result.
+//! Then cancellation latency at n = 10^6: a second thread sets the flag
+//! after a delay and the time from the store to the return is reported.
+//! `--calibrate` fits the model constants in `src/estimate.rs`.
+//! Compare with GMP using `crates/calc/bench/gmp_bench.py` in the same run.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use actorchat_calc::{Natural, Request, compute, estimate, to_decimal};
+use malachite_base::num::arithmetic::traits::Factorial;
+
+/// Counts live heap bytes and their high-water mark.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: delegates every call to the system allocator unchanged and only
+// adds bookkeeping on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: same contract as the caller's.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let grow = new_size - layout.size();
+                let live = LIVE.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(live, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Resets the high-water mark to the current live size; returns that size.
+fn reset_peak() -> usize {
+    let live = LIVE.load(Ordering::Relaxed);
+    PEAK.store(live, Ordering::Relaxed);
+    live
+}
+
+/// A cancel "flag" that never cancels but records the longest gap between
+/// two consecutive polls.
+struct GapMeter {
+    last: Cell<Instant>,
+    max: Cell<Duration>,
+}
+
+impl GapMeter {
+    fn new() -> Self {
+        Self {
+            last: Cell::new(Instant::now()),
+            max: Cell::new(Duration::ZERO),
+        }
+    }
+    fn poll(&self) -> bool {
+        let now = Instant::now();
+        let gap = now - self.last.get();
+        if gap > self.max.get() {
+            self.max.set(gap);
+        }
+        self.last.set(now);
+        false
+    }
+    /// Includes the stretch from the last poll to now (the end of the call).
+    fn finish(&self) -> Duration {
+        self.poll();
+        self.max.get()
+    }
+}
+
+/// CPU time of the calling thread (`CLOCK_THREAD_CPUTIME_ID`). The machine
+/// is shared, so CPU time is the fairer number; wall time is reported
+/// alongside.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Best CPU and wall times (each the minimum over runs) of `reps` runs of
+/// `f`, with the last run's output.
+#[derive(Clone, Copy)]
+struct Times {
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl Times {
+    fn show(self) -> String {
+        format!("{} ms ({})", ms(self.cpu), ms(self.wall))
+    }
+}
+
+fn best_of<T>(reps: u32, mut f: impl FnMut() -> T) -> (Times, T) {
+    let mut best = Times { cpu: Duration::MAX, wall: Duration::MAX };
+    let mut out = None;
+    for _ in 0..reps {
+        let (cpu, wall) = (thread_cpu(), Instant::now());
+        let value = f();
+        best.wall = best.wall.min(wall.elapsed());
+        best.cpu = best.cpu.min(thread_cpu() - cpu);
+        out = Some(value);
+    }
+    match out {
+        Some(value) => (best, value),
+        None => panic!("reps must be at least 1"),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--calibrate") {
+        calibrate();
+        return;
+    }
+    println!(
+        "| n | tree product | malachite factorial | ratio | our to_decimal | malachite to_string | ratio | max step product | max step decimal | peak heap / result |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (n, reps) in [(10_000u64, 20), (100_000, 5), (1_000_000, 3)] {
+        let req = Request { n, k: 1 };
+        let (t_builtin, builtin) = best_of(reps, || Natural::factorial(n));
+        let mut step_product = Duration::ZERO;
+        let (t_tree, value) = best_of(reps, || {
+            let meter = GapMeter::new();
+            let v = compute(req, &|| meter.poll());
+            step_product = step_product.max(meter.finish());
+            v
+        });
+        let value = value.expect("never cancelled");
+        assert_eq!(value, builtin);
+        let (t_to_string, expected) = best_of(reps, || value.to_string());
+        let mut step_decimal = Duration::ZERO;
+        let (t_decimal, digits) = best_of(reps, || {
+            let meter = GapMeter::new();
+            let s = to_decimal(&value, &|| meter.poll());
+            step_decimal = step_decimal.max(meter.finish());
+            s
+        });
+        assert_eq!(digits.expect("never cancelled"), expected);
+        drop((builtin, expected));
+
+        let result_bytes = value.to_limbs_asc().len() * 8;
+        drop(value);
+        let base = reset_peak();
+        let v = compute(req, &|| false).expect("never cancelled");
+        let s = to_decimal(&v, &|| false).expect("never cancelled");
+        let peak = PEAK.load(Ordering::Relaxed) - base;
+        drop((v, s));
+        println!(
+            "| 10^{} | {} | {} | {:.2}× | {} | {} | {:.2}× | {} ms | {} ms | {:.1}× |",
+            n.ilog10(),
+            t_tree.show(),
+            t_builtin.show(),
+            t_tree.cpu.as_secs_f64() / t_builtin.cpu.as_secs_f64(),
+            t_decimal.show(),
+            t_to_string.show(),
+            t_decimal.cpu.as_secs_f64() / t_to_string.cpu.as_secs_f64(),
+            ms(step_product),
+            ms(step_decimal),
+            peak as f64 / result_bytes as f64,
+        );
+    }
+    cancellation();
+}
+
+/// Cancellation latency of compute + conversion of 10^6!, flag set after
+/// various delays (covering both phases).
+fn cancellation() {
+    let req = Request { n: 1_000_000, k: 1 };
+    println!();
+    println!(
+        "Cancellation latency at n = 10^6 (compute then to_decimal; flag set by another thread):"
+    );
+    println!("| flag set after | phase | set → returned |");
+    println!("|---|---|---|");
+    let mut worst = Duration::ZERO;
+    for delay_ms in [1u64, 10, 30, 60, 90, 120, 150, 200, 300, 400, 500, 600, 700] {
+        let flag = AtomicBool::new(false);
+        let set_at = std::sync::Mutex::new(None::<Instant>);
+        let (phase, latency) = std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                *set_at.lock().expect("not poisoned") = Some(Instant::now());
+                flag.store(true, Ordering::Relaxed);
+            });
+            let (phase, result) = match compute(req, &flag) {
+                Err(e) => ("product", Err(e)),
+                Ok(v) => ("decimal", to_decimal(&v, &flag).map(|s| s.len())),
+            };
+            let returned = Instant::now();
+            assert!(
+                result.is_err(),
+                "finished before the flag at {delay_ms} ms; drop this delay"
+            );
+            // Wait for the setter so `set_at` is filled in.
+            while set_at.lock().expect("not poisoned").is_none() {
+                std::thread::yield_now();
+            }
+            let set = set_at.lock().expect("not poisoned").expect("set");
+            (phase, returned.saturating_duration_since(set))
+        });
+        worst = worst.max(latency);
+        println!("| {delay_ms} ms | {phase} | {} ms |", ms(latency));
+    }
+    println!("Worst cancellation latency: {} ms", ms(worst));
+}
+
+/// Measures compute + conversion time and peak heap against the models.
+fn calibrate() {
+    println!(
+        "| n | k | bits | model est. | product | decimal | total | total / (B·log2²B) ns | peak / result bytes |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut worst_time = 0f64;
+    let mut worst_peak = 0f64;
+    for n in [
+        10_000u64, 30_000, 100_000, 300_000, 1_000_000, 1_500_000, 2_000_000,
+    ] {
+        for k in [1u64, 2, 3] {
+            let req = Request { n, k };
+            let reps = if n >= 1_000_000 { 1 } else { 3 };
+            let (t_product, value) =
+                best_of(reps, || compute(req, &|| false).expect("never cancelled"));
+            let (t_decimal, _) = best_of(reps, || {
+                to_decimal(&value, &|| false).expect("never cancelled")
+            });
+            let bits = value.to_limbs_asc().len() as f64 * 64.0;
+            let result_bytes = bits / 8.0;
+            drop(value);
+            let base = reset_peak();
+            let v = compute(req, &|| false).expect("never cancelled");
+            let s = to_decimal(&v, &|| false).expect("never cancelled");
+            let peak = (PEAK.load(Ordering::Relaxed) - base) as f64;
+            drop((v, s));
+            let total = t_product.wall + t_decimal.wall;
+            let per = total.as_secs_f64() * 1e9 / (bits * bits.log2() * bits.log2());
+            let peak_ratio = peak / result_bytes;
+            worst_time = worst_time.max(per);
+            worst_peak = worst_peak.max(peak_ratio);
+            println!(
+                "| {n} | {k} | {bits} | {} ms | {} ms | {} ms | {} ms | {per:.3} | {peak_ratio:.2} |",
+                ms(estimate(req).time),
+                ms(t_product.wall),
+                ms(t_decimal.wall),
+                ms(total),
+            );
+        }
+    }
+    println!("worst time constant {worst_time:.3} ns, worst peak factor {worst_peak:.2}");
+}

@@ -1,0 +1,60 @@
+//! Calculations on demand: `200!` in a chat becomes work for a calculator
+//! actor, and can never stall the chat or take the process down.
+//!
+//! - [`scheduler`]: the one actor that owns admission (estimate first, then
+//!   workers, queue and memory budget) and supervises the calculators.
+//! - [`calculator`]: one short-lived actor per admitted calculation, owning a
+//!   dedicated low-priority OS thread where the arithmetic runs, never a
+//!   Tokio worker thread.
+//! - [`store`]: full results for `GET /calc/{id}`, bounded in bytes.
+//!
+//! The connection side (holding a client's later messages until its
+//! calculation is done, cancelling on disconnect) lives in
+//! [`crate::connection`].
+
+pub mod calculator;
+pub mod scheduler;
+pub mod store;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+pub use scheduler::{CalcScheduler, SchedulerArgs, SchedulerMsg, Work};
+pub use store::ResultStore;
+
+/// Set when the requester no longer wants the result (it disconnected). It
+/// remembers when, so the scheduler can measure how fast a cancelled
+/// calculation frees its worker.
+#[derive(Debug, Default)]
+pub struct CancelFlag {
+    set: AtomicBool,
+    at: OnceLock<Instant>,
+}
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        let _ = self.at.set(Instant::now());
+        self.set.store(true, Ordering::Release);
+    }
+
+    /// Cheap enough to poll between every step of a calculation.
+    pub fn is_set(&self) -> bool {
+        self.set.load(Ordering::Acquire)
+    }
+
+    pub fn set_at(&self) -> Option<Instant> {
+        self.at.get().copied()
+    }
+}
+
+/// Cancels on drop, so a connection that ends for any reason cancels its
+/// calculation, whether queued or running.
+#[derive(Debug)]
+pub struct CancelOnDrop(pub Arc<CancelFlag>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}

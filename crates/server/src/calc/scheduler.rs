@@ -1,0 +1,426 @@
+//! The calculation scheduler: the queue the original Gleam project wished for.
+//!
+//! Admission policy, in order, all before any work:
+//! 1. the estimate ([`actorchat_calc::admit`]): a result whose estimated peak
+//!    memory exceeds the per-calculation limit, or whose estimated time
+//!    exceeds the timeout, is `rejected` with a reason;
+//! 2. a calculation starts at once if a worker is free and its estimate fits
+//!    in the memory budget next to the running ones;
+//! 3. otherwise it waits in a bounded FIFO queue; when the queue is full it
+//!    is answered `busy`.
+//!
+//! Strict FIFO: a big calculation at the head waits for budget rather than
+//! being overtaken forever by small ones.
+//!
+//! Supervision: each calculation runs in a [`Calculator`] actor linked to
+//! this one. If one fails, its slot and budget are released and the
+//! requester gets `error`; nothing else is affected.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use actorchat_calc::{Limits, Rejection, Request, abbreviate, admit};
+use actorchat_protocol::{CalcResult, CalcStatus};
+use axum::body::Bytes;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use super::calculator::{Calculator, CalculatorArgs, Finished, Outcome};
+use super::{CancelFlag, ResultStore};
+use crate::metrics::{CalcEnd, Metrics};
+
+pub type JobId = u64;
+
+/// What the requester asks for, as the parser classified it.
+#[derive(Debug)]
+pub enum Work {
+    Run(Request),
+    /// Refused by the parser already (`n` does not fit in 64 bits).
+    Refused(Rejection),
+}
+
+pub enum SchedulerMsg {
+    /// A chat text that is a calculation. The answer always comes, on `reply`.
+    Submit {
+        expr: String,
+        work: Work,
+        cancel: Arc<CancelFlag>,
+        reply: oneshot::Sender<CalcResult>,
+    },
+    /// A calculator's thread ended.
+    Finished { job: JobId, finished: Finished },
+}
+
+pub struct SchedulerArgs {
+    pub workers: usize,
+    pub queue: usize,
+    pub budget_bytes: u64,
+    pub limits: Limits,
+    /// Admit on memory only; see `Config::calc_skip_time_admission`.
+    pub skip_time_admission: bool,
+    pub display_digits: usize,
+    pub nice: i32,
+    pub store: Arc<ResultStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub struct CalcScheduler;
+
+pub struct SchedulerState {
+    args: SchedulerArgs,
+    next_job: JobId,
+    queue: VecDeque<Job>,
+    running: HashMap<JobId, Running>,
+    /// Calculator actor id to job, for supervision events.
+    by_actor: HashMap<ActorId, JobId>,
+    budget_in_use: u64,
+}
+
+struct Job {
+    id: JobId,
+    expr: String,
+    request: Request,
+    peak_bytes: u64,
+    cancel: Arc<CancelFlag>,
+    reply: oneshot::Sender<CalcResult>,
+    submitted: Instant,
+}
+
+struct Running {
+    job: Job,
+    actor: ActorId,
+}
+
+impl Actor for CalcScheduler {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = SchedulerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SchedulerMsg>,
+        args: SchedulerArgs,
+    ) -> Result<SchedulerState, ActorProcessingErr> {
+        info!(
+            workers = args.workers,
+            queue = args.queue,
+            budget_bytes = args.budget_bytes,
+            max_bytes = args.limits.max_bytes,
+            timeout_ms = args.limits.timeout.as_millis() as u64,
+            "calculation scheduler started"
+        );
+        Ok(SchedulerState {
+            args,
+            next_job: 0,
+            queue: VecDeque::new(),
+            running: HashMap::new(),
+            by_actor: HashMap::new(),
+            budget_in_use: 0,
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        for running in state.running.values() {
+            running.job.cancel.cancel();
+        }
+        myself.stop_children(None);
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        msg: SchedulerMsg,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SchedulerMsg::Submit {
+                expr,
+                work,
+                cancel,
+                reply,
+            } => {
+                state.submit(&myself, expr, work, cancel, reply).await;
+            }
+            SchedulerMsg::Finished { job, finished } => {
+                state.finish(job, finished);
+                state.start_queued(&myself).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SchedulerMsg>,
+        event: SupervisionEvent,
+        state: &mut SchedulerState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(cell, err) = event {
+            if let Some(job) = state.by_actor.remove(&cell.get_id()) {
+                error!(job, error = %err, "calculator actor failed");
+                if let Some(running) = state.running.remove(&job) {
+                    running.job.cancel.cancel();
+                    state.release(&running.job);
+                    state.args.metrics.calc.ended(CalcEnd::Error);
+                    let result = running
+                        .job
+                        .result(CalcStatus::Error, Duration::ZERO)
+                        .reason("The calculator failed unexpectedly; the server carries on.");
+                    let _ = running.job.reply.send(result);
+                }
+                state.start_queued(&myself).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SchedulerState {
+    async fn submit(
+        &mut self,
+        myself: &ActorRef<SchedulerMsg>,
+        expr: String,
+        work: Work,
+        cancel: Arc<CancelFlag>,
+        reply: oneshot::Sender<CalcResult>,
+    ) {
+        self.next_job += 1;
+        let id = self.next_job;
+        let rejected = |reason: String| {
+            let mut result = empty_result(id, expr.clone(), CalcStatus::Rejected);
+            result.reason = Some(reason);
+            result
+        };
+        let request = match work {
+            Work::Refused(rejection) => {
+                self.args.metrics.calc.ended(CalcEnd::Rejected);
+                let _ = reply.send(rejected(rejection.reason()));
+                return;
+            }
+            Work::Run(request) => request,
+        };
+        let mut limits = self.args.limits;
+        if self.args.skip_time_admission {
+            limits.timeout = Duration::MAX;
+        }
+        let estimate = match admit(request, &limits) {
+            Ok(estimate) => estimate,
+            Err(rejection) => {
+                self.args.metrics.calc.ended(CalcEnd::Rejected);
+                info!(expr = %expr, reason = %rejection, "calculation rejected");
+                let _ = reply.send(rejected(rejection.reason()));
+                return;
+            }
+        };
+        if estimate.peak_bytes > self.args.budget_bytes {
+            self.args.metrics.calc.ended(CalcEnd::Rejected);
+            let _ = reply.send(rejected(format!(
+                "{expr} would need about {} MiB, more than the server's whole calculation budget ({} MiB).",
+                estimate.peak_bytes >> 20,
+                self.args.budget_bytes >> 20
+            )));
+            return;
+        }
+        let job = Job {
+            id,
+            expr,
+            request,
+            peak_bytes: estimate.peak_bytes,
+            cancel,
+            reply,
+            submitted: Instant::now(),
+        };
+        if self.queue.is_empty() && self.fits(&job) {
+            self.start(myself, job).await;
+        } else if self.queue.len() < self.args.queue {
+            self.queue.push_back(job);
+            self.args
+                .metrics
+                .calc
+                .queued
+                .store(self.queue.len() as i64, Relaxed);
+        } else {
+            self.args.metrics.calc.ended(CalcEnd::Busy);
+            warn!(expr = %job.expr, queue = self.args.queue, "calculation queue full; answering busy");
+            let reason = format!(
+                "The server is busy: {} calculations are running and {} are waiting. Try again shortly.",
+                self.running.len(),
+                self.queue.len()
+            );
+            let result = job.result(CalcStatus::Busy, Duration::ZERO).reason(reason);
+            let _ = job.reply.send(result);
+        }
+    }
+
+    fn fits(&self, job: &Job) -> bool {
+        self.running.len() < self.args.workers
+            && self.budget_in_use + job.peak_bytes <= self.args.budget_bytes
+    }
+
+    /// Starts queued jobs, in order, while the head fits.
+    async fn start_queued(&mut self, myself: &ActorRef<SchedulerMsg>) {
+        while let Some(head) = self.queue.front() {
+            if head.cancel.is_set() {
+                // The requester left while waiting: drop it without running.
+                if let Some(job) = self.queue.pop_front() {
+                    self.args.metrics.calc.ended(CalcEnd::Cancelled);
+                    drop(job);
+                }
+                continue;
+            }
+            if !self.fits(head) {
+                break;
+            }
+            if let Some(job) = self.queue.pop_front() {
+                self.start(myself, job).await;
+            }
+        }
+        self.args
+            .metrics
+            .calc
+            .queued
+            .store(self.queue.len() as i64, Relaxed);
+    }
+
+    async fn start(&mut self, myself: &ActorRef<SchedulerMsg>, job: Job) {
+        let args = CalculatorArgs {
+            job: job.id,
+            request: job.request,
+            cancel: job.cancel.clone(),
+            timeout: self.args.limits.timeout,
+            nice: self.args.nice,
+            scheduler: myself.clone(),
+        };
+        match Actor::spawn_linked(None, Calculator, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.budget_in_use += job.peak_bytes;
+                self.by_actor.insert(actor.get_id(), job.id);
+                self.running.insert(
+                    job.id,
+                    Running {
+                        job,
+                        actor: actor.get_id(),
+                    },
+                );
+                self.publish_gauges();
+            }
+            Err(e) => {
+                error!(error = %e, "cannot start a calculator");
+                self.args.metrics.calc.ended(CalcEnd::Error);
+                let result = job
+                    .result(CalcStatus::Error, Duration::ZERO)
+                    .reason("The server could not start a calculator; try again.");
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+
+    fn release(&mut self, job: &Job) {
+        self.budget_in_use = self.budget_in_use.saturating_sub(job.peak_bytes);
+        self.publish_gauges();
+    }
+
+    fn publish_gauges(&self) {
+        let calc = &self.args.metrics.calc;
+        calc.running.store(self.running.len() as i64, Relaxed);
+        calc.budget_in_use.store(self.budget_in_use as i64, Relaxed);
+    }
+
+    fn finish(&mut self, id: JobId, finished: Finished) {
+        let Some(Running { job, actor }) = self.running.remove(&id) else {
+            return;
+        };
+        self.by_actor.remove(&actor);
+        self.release(&job);
+        let metrics = &self.args.metrics.calc;
+        if let Some(latency) = finished.cancel_latency {
+            metrics.cancel_latency_seconds.observe(latency);
+        }
+        let result = match finished.outcome {
+            Outcome::Done(value) => {
+                metrics.ended(CalcEnd::Ok);
+                metrics.compute_seconds.observe(finished.elapsed);
+                let shown = abbreviate(&value, self.args.display_digits);
+                let mut result = job.result(CalcStatus::Ok, finished.elapsed);
+                result.digits = Some(shown.digits as u64);
+                result.truncated = shown.truncated;
+                result.value = Some(shown.text);
+                self.args
+                    .store
+                    .insert(result.id.clone(), Bytes::from(value));
+                result
+            }
+            Outcome::TimedOut => {
+                metrics.ended(CalcEnd::Timeout);
+                let limit = self.args.limits.timeout;
+                job.result(CalcStatus::Timeout, finished.elapsed)
+                    .reason(format!(
+                        "{} did not finish within the {} ms limit and was stopped.",
+                        job.expr,
+                        limit.as_millis()
+                    ))
+            }
+            Outcome::Cancelled => {
+                metrics.ended(CalcEnd::Cancelled);
+                info!(
+                    job = id,
+                    latency_ms = finished.cancel_latency.map(|d| d.as_millis() as u64),
+                    "calculation cancelled: requester left"
+                );
+                return; // nobody to tell
+            }
+            Outcome::Failed(panic) => {
+                metrics.ended(CalcEnd::Error);
+                error!(job = id, expr = %job.expr, panic = %panic, "calculation panicked");
+                job.result(CalcStatus::Error, finished.elapsed)
+                    .reason("The calculation failed unexpectedly; the server carries on.")
+            }
+        };
+        let _ = job.reply.send(result);
+    }
+}
+
+impl Job {
+    fn result(&self, status: CalcStatus, elapsed: Duration) -> CalcResult {
+        let mut result = empty_result(self.id, self.expr.clone(), status);
+        result.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        if status == CalcStatus::Busy {
+            result.elapsed_ms =
+                u64::try_from(self.submitted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        }
+        result
+    }
+}
+
+fn empty_result(id: JobId, expr: String, status: CalcStatus) -> CalcResult {
+    CalcResult {
+        id: format!("c{id}"),
+        expr,
+        status,
+        value: None,
+        digits: None,
+        truncated: false,
+        elapsed_ms: 0,
+        reason: None,
+    }
+}
+
+/// `result.reason(...)` reads better than building the struct by hand.
+trait WithReason {
+    fn reason(self, reason: impl Into<String>) -> Self;
+}
+
+impl WithReason for CalcResult {
+    fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}

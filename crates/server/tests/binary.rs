@@ -1,0 +1,124 @@
+//! The `actorchat` binary itself: start-up message, signals, file-descriptor
+//! exhaustion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Client, http_get};
+
+/// Starts the binary on an ephemeral port (under `ulimit -n` if given) and
+/// reads the address it prints.
+fn spawn(fd_limit: Option<u32>, args: &str) -> (Child, SocketAddr) {
+    let bin = env!("CARGO_BIN_EXE_actorchat");
+    let ulimit = fd_limit
+        .map(|n| format!("ulimit -n {n}; "))
+        .unwrap_or_default();
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!("{ulimit}exec '{bin}' --bind 127.0.0.1:0 {args}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit within 5 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / rustix::param::clock_ticks_per_second() as f64
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
+    let (mut child, addr) = spawn(None, "");
+    let mut client = Client::connect(addr, "a", "lobby").await;
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child))
+        .await
+        .unwrap();
+    assert_eq!(client.close_code().await, Some(1001));
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_neither_spins_nor_kills_the_server() {
+    // 64 descriptors, but a connection limit far above them: the accept loop
+    // itself hits EMFILE.
+    let (mut child, addr) = spawn(Some(64), "--max-connections 1000");
+    let mut sockets = Vec::new();
+    for _ in 0..120 {
+        match tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => sockets.push(s),
+            _ => break,
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_seconds(child.id());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_seconds(child.id()) - before;
+    assert!(
+        spent < 0.5,
+        "the server burned {spent:.2} s of CPU in 2 s while out of descriptors"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the server died");
+    // Once descriptors are free again, it serves as before.
+    drop(sockets);
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if tokio::time::timeout(Duration::from_secs(2), http_get(addr, "/healthz"))
+            .await
+            .is_ok_and(|r| r.0 == 200)
+        {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the server did not recover");
+    let mut client = Client::connect(addr, "after", "lobby").await;
+    client.ping(1).await;
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

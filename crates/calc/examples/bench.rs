@@ -73,22 +73,23 @@ fn reset_peak() -> usize {
     live
 }
 
-/// A cancel "flag" that never cancels but records the longest gap between
-/// two consecutive polls.
+/// A cancel "flag" that never cancels but records the longest gap, in
+/// thread CPU time (so preemption on the shared machine does not count),
+/// between two consecutive polls.
 struct GapMeter {
-    last: Cell<Instant>,
+    last: Cell<Duration>,
     max: Cell<Duration>,
 }
 
 impl GapMeter {
     fn new() -> Self {
         Self {
-            last: Cell::new(Instant::now()),
+            last: Cell::new(thread_cpu()),
             max: Cell::new(Duration::ZERO),
         }
     }
     fn poll(&self) -> bool {
-        let now = Instant::now();
+        let now = thread_cpu();
         let gap = now - self.last.get();
         if gap > self.max.get() {
             self.max.set(gap);
@@ -107,7 +108,10 @@ impl GapMeter {
 /// is shared, so CPU time is the fairer number; wall time is reported
 /// alongside.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -131,7 +135,10 @@ impl Times {
 }
 
 fn best_of<T>(reps: u32, mut f: impl FnMut() -> T) -> (Times, T) {
-    let mut best = Times { cpu: Duration::MAX, wall: Duration::MAX };
+    let mut best = Times {
+        cpu: Duration::MAX,
+        wall: Duration::MAX,
+    };
     let mut out = None;
     for _ in 0..reps {
         let (cpu, wall) = (thread_cpu(), Instant::now());
@@ -157,7 +164,10 @@ fn main() {
         return;
     }
     println!(
-        "| n | tree product | malachite factorial | ratio | our to_decimal | malachite to_string | ratio | max step product | max step decimal | peak heap / result |"
+        "Times: thread CPU time (wall time in parentheses), best of several runs; max step in CPU time."
+    );
+    println!(
+        "| n | our compute | malachite factorial | ratio | our to_decimal | malachite to_string | ratio | max step compute | max step to_decimal | peak heap / result |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for (n, reps) in [(10_000u64, 20), (100_000, 5), (1_000_000, 3)] {
@@ -252,7 +262,7 @@ fn cancellation() {
 /// Measures compute + conversion time and peak heap against the models.
 fn calibrate() {
     println!(
-        "| n | k | bits | model est. | product | decimal | total | total / (B·log2²B) ns | peak / result bytes |"
+        "| n | k | bits | model est. | product | decimal | total | total / B^1.4 (ns) | peak / result bytes |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut worst_time = 0f64;
@@ -277,7 +287,7 @@ fn calibrate() {
             let peak = (PEAK.load(Ordering::Relaxed) - base) as f64;
             drop((v, s));
             let total = t_product.wall + t_decimal.wall;
-            let per = total.as_secs_f64() * 1e9 / (bits * bits.log2() * bits.log2());
+            let per = total.as_secs_f64() * 1e9 / bits.powf(actorchat_calc::TIME_EXPONENT);
             let peak_ratio = peak / result_bytes;
             worst_time = worst_time.max(per);
             worst_peak = worst_peak.max(peak_ratio);
@@ -290,5 +300,9 @@ fn calibrate() {
             );
         }
     }
-    println!("worst time constant {worst_time:.3} ns, worst peak factor {worst_peak:.2}");
+    println!(
+        "worst time coefficient {worst_time:.3} ns (model: {}), worst peak factor {worst_peak:.2} (model: {})",
+        actorchat_calc::TIME_NS_COEFF,
+        actorchat_calc::PEAK_BYTES_PER_RESULT_BYTE
+    );
 }

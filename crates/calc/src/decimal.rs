@@ -1,7 +1,7 @@
 //! Cancellable conversion of a `Natural` to decimal digits.
 //!
-//! malachite's `to_string` is fast but one uninterruptible call (about half a
-//! second for the 5.6 million digits of `10^6!`). This module splits the work
+//! malachite's `to_string` is fast but one uninterruptible call (about one
+//! second for the 5.6 million digits of `10^6!` on the benchmark machine). This module splits the work
 //! into steps of bounded size with the classic divide-and-conquer scheme:
 //!
 //! 1. Bound the digit count `D` from the bit length, and pick a leaf size `L`
@@ -12,7 +12,7 @@
 //!    malachite's `to_string`.
 //!
 //! A single division of a 2b-bit number by a b-bit power is too long a step
-//! at the top of the tree (about 0.2 s for `10^6!`), so large divisions are
+//! at the top of the tree (about 0.25 s of CPU for `10^6!`), so large divisions are
 //! done as long division in base `2^QUOTIENT_CHUNK_BITS`: each step divides
 //! the running remainder, extended by the next chunk of the dividend, by the
 //! power, yielding one quotient chunk. The steps cost a little more in total
@@ -32,19 +32,21 @@ use malachite_nz::natural::Natural;
 use crate::cancel::{Cancel, Cancelled, check};
 
 /// Largest leaf, in decimal digits, handed to malachite's `to_string`.
-/// Chosen by benchmark (`examples/bench.rs`): malachite converts numbers of a
-/// few thousand digits efficiently, and a leaf this size takes well under a
-/// millisecond.
-const LEAF_DIGITS: u64 = 4_000;
+/// Tuned on `10^6!`: malachite's own divide-and-conquer is faster than ours
+/// level for level, so leaves are as large as the step budget allows — one
+/// leaf takes about 50 ms of CPU. Leaves of 4,000 digits cost 1.5× as much
+/// in total.
+const LEAF_DIGITS: u64 = 1 << 19;
 
 /// Divisors from this many bits on are divided in chunks (see the module
-/// docs); smaller divisions take a few milliseconds at most.
-const CHUNKED_DIVISOR_BITS: u64 = 1 << 20;
+/// docs); a whole division by a smaller divisor takes at most about 50 ms.
+const CHUNKED_DIVISOR_BITS: u64 = 1 << 22;
 
 /// Quotient bits produced by one step of a chunked division (a multiple of
-/// 64). At `10^6!` a step takes about 40 ms of CPU, against about 200 ms for
-/// the whole top-level division in one call.
-const QUOTIENT_CHUNK_BITS: u64 = 1 << 20;
+/// 64). At `10^6!` a step takes about 50 ms of CPU, against about 250 ms for
+/// the whole top-level division in one call; smaller chunks add more total
+/// work (1M-bit chunks: +25 %) than they save in latency.
+const QUOTIENT_CHUNK_BITS: u64 = 1 << 21;
 
 /// Sizes of the steps of a conversion; tests shrink them to exercise every
 /// path on small numbers.
@@ -74,9 +76,7 @@ const LOG10_2_UP: f64 = 0.301_029_995_663_981_3;
 /// # Errors
 /// [`Cancelled`] as soon as `cancel` reports `true` at a check.
 pub fn to_decimal<C: Cancel + ?Sized>(x: &Natural, cancel: &C) -> Result<String, Cancelled> {
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let sizes = StepSizes { leaf_digits: env("LEAF", LEAF_DIGITS), chunked_divisor_bits: env("CHUNKMIN", CHUNKED_DIVISOR_BITS), quotient_chunk_bits: env("CHUNK", QUOTIENT_CHUNK_BITS) };
-    to_decimal_with(x, sizes, cancel)
+    to_decimal_with(x, STEP_SIZES, cancel)
 }
 
 /// [`to_decimal`] with the given step sizes.
@@ -212,13 +212,24 @@ mod tests {
 
     fn sizes(leaf_digits: u64, chunked: bool) -> StepSizes {
         if chunked {
-            StepSizes { leaf_digits, chunked_divisor_bits: 64, quotient_chunk_bits: 64 }
+            StepSizes {
+                leaf_digits,
+                chunked_divisor_bits: 64,
+                quotient_chunk_bits: 64,
+            }
         } else {
-            StepSizes { leaf_digits, ..STEP_SIZES }
+            StepSizes {
+                leaf_digits,
+                ..STEP_SIZES
+            }
         }
     }
 
-    fn to_decimal_with_leaf<C: Cancel + ?Sized>(x: &Natural, leaf: u64, cancel: &C) -> Result<String, Cancelled> {
+    fn to_decimal_with_leaf<C: Cancel + ?Sized>(
+        x: &Natural,
+        leaf: u64,
+        cancel: &C,
+    ) -> Result<String, Cancelled> {
         to_decimal_with(x, sizes(leaf, leaf % 2 == 0), cancel)
     }
 
@@ -228,7 +239,8 @@ mod tests {
         let expected = x.to_string();
         for leaf in [1, 2, 3, 7, 50, LEAF_DIGITS] {
             for chunked in [false, true] {
-                let got = to_decimal_with(x, sizes(leaf, chunked), &|| false).expect("not cancelled");
+                let got =
+                    to_decimal_with(x, sizes(leaf, chunked), &|| false).expect("not cancelled");
                 assert_eq!(got, expected, "leaf size {leaf}, chunked {chunked}");
             }
         }

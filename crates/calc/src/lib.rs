@@ -15,6 +15,28 @@
 //!    promptly.
 //! 4. [`abbreviate`] the digits for chat.
 //!
+//! ```
+//! use std::sync::atomic::AtomicBool;
+//! use actorchat_calc::{abbreviate, admit, compute_decimal, parse, Limits, Parsed, DEFAULT_DISPLAY_CAP};
+//!
+//! let limits = Limits::default(); // 64 MiB, 2 s
+//! let cancel = AtomicBool::new(false); // set by the timeout or a disconnect
+//! match parse("10!!") {
+//!     Parsed::NotACalculation => { /* plain chat */ }
+//!     Parsed::TooLarge(rejection) => println!("rejected: {}", rejection.reason()),
+//!     Parsed::Calc(req) => match admit(req, &limits) {
+//!         Err(rejection) => println!("rejected: {}", rejection.reason()),
+//!         Ok(estimate) => {
+//!             // estimate.peak_bytes goes against the global memory budget.
+//!             let digits = compute_decimal(req, &cancel).expect("not cancelled");
+//!             let shown = abbreviate(&digits, DEFAULT_DISPLAY_CAP);
+//!             assert_eq!((shown.text.as_str(), shown.digits, shown.truncated), ("3840", 4, false));
+//!             assert!(estimate.digits >= 4);
+//!         }
+//!     },
+//! }
+//! ```
+//!
 //! Modules: `parse` (grammar), `estimate` (size/memory/time model), `admit`
 //! (limits and rejection sentences), `product` (cancellable product tree),
 //! `decimal` (cancellable radix conversion), `display` (text for people),
@@ -33,8 +55,8 @@ pub use cancel::{Cancel, Cancelled};
 pub use decimal::to_decimal;
 pub use display::{Abbreviated, DEFAULT_DISPLAY_CAP, EDGE_DIGITS, abbreviate};
 pub use estimate::{
-    Estimate, PEAK_BYTES_FIXED, PEAK_BYTES_PER_RESULT_BYTE, TIME_FIXED, TIME_NS_PER_BIT_LOG2,
-    estimate,
+    Estimate, PEAK_BYTES_FIXED, PEAK_BYTES_PER_RESULT_BYTE, TIME_EXPONENT, TIME_FIXED,
+    TIME_NS_COEFF, estimate,
 };
 pub use malachite_nz::natural::Natural;
 pub use parse::{Parsed, Request, parse};

@@ -93,7 +93,11 @@ fn odd_factorial<C: Cancel + ?Sized>(n: u64, cancel: &C) -> Result<(Natural, u64
 
 /// The odd part of `swing(m) = m!/⌊m/2⌋!²`: the product over odd primes
 /// `p <= m` of `p^e`, `e = Σ_i ⌊m/p^i⌋ mod 2`. Each `p^e <= m` fits a word.
-fn odd_swing<C: Cancel + ?Sized>(m: u64, sieve: &OddSieve, cancel: &C) -> Result<Natural, Cancelled> {
+fn odd_swing<C: Cancel + ?Sized>(
+    m: u64,
+    sieve: &OddSieve,
+    cancel: &C,
+) -> Result<Natural, Cancelled> {
     let mut words = Vec::new();
     let mut packed = 1u64;
     for p in sieve.odd_primes_up_to(m) {
@@ -117,7 +121,13 @@ fn odd_swing<C: Cancel + ?Sized>(m: u64, sieve: &OddSieve, cancel: &C) -> Result
     }
     words.push(packed);
     check(cancel)?;
-    tree(0, words.len(), LEAF_WORDS, &mut |lo, hi| limbs_product(words[lo..hi].iter().copied()), cancel)
+    tree(
+        0,
+        words.len(),
+        LEAF_WORDS,
+        &mut |lo, hi| limbs_product(words[lo..hi].iter().copied()),
+        cancel,
+    )
 }
 
 /// A bitset of the odd primes up to a bound (bit `i` stands for `2i + 1`).
@@ -161,7 +171,10 @@ impl OddSieve {
 
 /// The odd part of `n·(n−k)·…` and its number of factors of two, by a
 /// balanced tree over the terms.
-fn odd_multifactorial<C: Cancel + ?Sized>(req: Request, cancel: &C) -> Result<(Natural, u64), Cancelled> {
+fn odd_multifactorial<C: Cancel + ?Sized>(
+    req: Request,
+    cancel: &C,
+) -> Result<(Natural, u64), Cancelled> {
     let count = req.term_count() as usize;
     if count == 0 {
         return Ok((Natural::from(1u32), 0));
@@ -304,7 +317,10 @@ mod tests {
             assert!(started.elapsed() < Duration::from_secs(2));
         });
         assert_eq!(compute(Request { n: 10, k: 1 }, &|| true), Err(Cancelled));
-        assert_eq!(compute(Request { n: 5_000, k: 1 }, &|| true), Err(Cancelled));
+        assert_eq!(
+            compute(Request { n: 5_000, k: 1 }, &|| true),
+            Err(Cancelled)
+        );
         // Cancelled in the middle of the swing recursion.
         let polls = std::cell::Cell::new(0);
         let result = compute(Request { n: 5_000, k: 1 }, &|| {
@@ -318,7 +334,13 @@ mod tests {
     fn sieve_finds_odd_primes() {
         let sieve = OddSieve::new(100, &|| false).expect("not cancelled");
         let primes: Vec<u64> = sieve.odd_primes_up_to(100).collect();
-        assert_eq!(primes, [3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97]);
+        assert_eq!(
+            primes,
+            [
+                3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79,
+                83, 89, 97
+            ]
+        );
         assert_eq!(sieve.odd_primes_up_to(9).collect::<Vec<_>>(), [3, 5, 7]);
         assert_eq!(sieve.odd_primes_up_to(2).count(), 0);
     }

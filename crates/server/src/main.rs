@@ -1,6 +1,8 @@
 //! The `actorchat` binary: the chat server, and (`actorchat bench`) its load
 //! generator.
 
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing::info;
@@ -26,13 +28,24 @@ struct Cli {
 enum Command {
     /// Run the chat server (the default).
     Serve(Config),
+    /// Load-test an actorchat server: `actorchat bench fanout --url ws://127.0.0.1:3000`.
+    Bench(actorchat_bench::BenchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        None => serve(cli.serve),
-        Some(Command::Serve(config)) => serve(config),
+    let config = match cli.command {
+        // The load generator owns stdout (its `--procs` workers report there).
+        Some(Command::Bench(args)) => return actorchat_bench::run(args),
+        Some(Command::Serve(config)) => config,
+        None => cli.serve,
+    };
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("actorchat: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

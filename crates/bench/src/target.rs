@@ -1,0 +1,132 @@
+//! The server under test, derived from `--url`.
+//!
+//! `ws://host:port[/prefix]` gives the WebSocket endpoint `{prefix}/ws` and
+//! the metrics endpoint `http://host:port{prefix}/metrics`. Only plain `ws://`
+//! is supported: the load generator measures the server, not TLS.
+
+use std::net::SocketAddr;
+
+use crate::BenchError;
+
+/// Where the server is and how to address it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The `--url` as given, for the summary.
+    pub url: String,
+    /// `host:port` as written, for the `Host` header and request URIs.
+    pub authority: String,
+    /// Path prefix before `/ws` and `/metrics` (usually empty).
+    pub prefix: String,
+    /// The resolved address every client connects to.
+    pub addr: SocketAddr,
+}
+
+impl Target {
+    /// Parses `--url` and resolves its host once.
+    pub async fn resolve(url: &str) -> Result<Target, BenchError> {
+        let (authority, prefix) = split_url(url)?;
+        let with_port = if has_port(&authority) {
+            authority.clone()
+        } else {
+            format!("{authority}:80")
+        };
+        let mut addrs =
+            tokio::net::lookup_host(&with_port)
+                .await
+                .map_err(|e| BenchError::Resolve {
+                    host: with_port.clone(),
+                    reason: e.to_string(),
+                })?;
+        let addr = addrs.next().ok_or_else(|| BenchError::Resolve {
+            host: with_port.clone(),
+            reason: "no address".into(),
+        })?;
+        Ok(Target {
+            url: url.to_owned(),
+            authority,
+            prefix,
+            addr,
+        })
+    }
+
+    /// The WebSocket URL for one client.
+    pub fn ws_url(&self, name: &str, room: &str) -> String {
+        format!(
+            "ws://{}{}/ws?name={name}&room={room}",
+            self.authority, self.prefix
+        )
+    }
+
+    /// The path of the Prometheus endpoint.
+    pub fn metrics_path(&self) -> String {
+        format!("{}/metrics", self.prefix)
+    }
+}
+
+/// Splits `ws://host:port/prefix` into (`host:port`, `/prefix`).
+pub fn split_url(url: &str) -> Result<(String, String), BenchError> {
+    let invalid = |reason: &str| BenchError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let rest = if let Some(rest) = url.strip_prefix("ws://") {
+        rest
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if url.starts_with("wss://") || url.starts_with("https://") {
+        return Err(invalid("TLS is not supported; use ws://"));
+    } else {
+        return Err(invalid("expected ws://host:port"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err(invalid("missing host"));
+    }
+    if path.contains('?') || path.contains('#') {
+        return Err(invalid("give the server's base URL without a query"));
+    }
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix("/ws").unwrap_or(path);
+    Ok((authority.to_owned(), path.to_owned()))
+}
+
+fn has_port(authority: &str) -> bool {
+    match authority.rfind(':') {
+        // `[::1]` has colons but no port; `[::1]:3000` has one after `]`.
+        Some(i) => !authority[i..].contains(']'),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_urls() {
+        let s = |u: &str| split_url(u).unwrap();
+        assert_eq!(
+            s("ws://127.0.0.1:3000"),
+            ("127.0.0.1:3000".into(), "".into())
+        );
+        assert_eq!(
+            s("ws://127.0.0.1:3000/"),
+            ("127.0.0.1:3000".into(), "".into())
+        );
+        assert_eq!(
+            s("ws://127.0.0.1:3000/ws"),
+            ("127.0.0.1:3000".into(), "".into())
+        );
+        assert_eq!(s("ws://h:1/chat/ws"), ("h:1".into(), "/chat".into()));
+        assert_eq!(s("http://h:1"), ("h:1".into(), "".into()));
+        assert!(split_url("wss://h:1").is_err());
+        assert!(split_url("h:1").is_err());
+        assert!(split_url("ws://").is_err());
+        assert!(has_port("[::1]:3000"));
+        assert!(!has_port("[::1]"));
+        assert!(!has_port("localhost"));
+    }
+}

@@ -1,0 +1,202 @@
+//! `actorchat bench` scenarios, briefly, against the real server: the counts
+//! must add up. No test here asserts a speed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use actorchat_bench::{BenchArgs, run_scenario};
+use common::{config, server};
+
+async fn run(args: &[&str]) -> actorchat_bench::Summary {
+    let args = BenchArgs::from_cli(args.iter().copied()).unwrap();
+    run_scenario(&args).await.unwrap()
+}
+
+#[tokio::test]
+async fn connections_are_opened_held_and_alive() {
+    let server = server(config()).await;
+    let url = format!("ws://{}", server.local_addr());
+    let s = run(&[
+        "connections",
+        "--url",
+        &url,
+        "--clients",
+        "50",
+        "--ramp",
+        "500",
+        "--hold",
+        "1s",
+    ])
+    .await;
+    assert_eq!((s.opened, s.failed, s.alive, s.pongs), (50, 0, 50, 50));
+    assert!(s.server.rss_per_connection_bytes.is_some());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn fanout_delivers_everything_it_sends() {
+    let server = server(config()).await;
+    let url = format!("ws://{}", server.local_addr());
+    let s = run(&[
+        "fanout",
+        "--url",
+        &url,
+        "--clients",
+        "20",
+        "--senders",
+        "4",
+        "--rate",
+        "40",
+        "--duration",
+        "2s",
+    ])
+    .await;
+    assert!(s.sent > 0);
+    assert_eq!(s.send_failed, 0);
+    assert_eq!(s.expected_deliveries, s.sent * 20);
+    assert_eq!(s.received_deliveries, s.expected_deliveries);
+    assert_eq!(s.loss, 0);
+    let latency = s.latency.unwrap();
+    assert_eq!(latency.count, s.received_deliveries);
+    assert!(latency.p50_us <= latency.p99_us && latency.p99_us <= latency.max_us);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn capacity_steps_up_and_reports_the_last_sustainable_rate() {
+    let server = server(config()).await;
+    let url = format!("ws://{}", server.local_addr());
+    let s = run(&[
+        "capacity",
+        "--url",
+        &url,
+        "--clients",
+        "10",
+        "--start-rate",
+        "20",
+        "--factor",
+        "2",
+        "--step",
+        "1s",
+        "--max-steps",
+        "2",
+    ])
+    .await;
+    let capacity = s.capacity.expect("capacity summary");
+    assert!(!s.phases.is_empty() && s.phases.len() <= 2);
+    for phase in &s.phases {
+        assert_eq!(
+            phase.received_deliveries + phase.loss,
+            phase.expected_deliveries,
+            "{phase:?}"
+        );
+    }
+    assert!(!capacity.stopped_because.is_empty());
+    // At these tiny rates nothing is lost, so the last step is sustainable.
+    let best = capacity
+        .max_sustainable_deliveries_per_sec
+        .expect("a sustainable rate");
+    assert!(best > 0.0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn calc_mix_measures_both_phases() {
+    let server = server(config()).await;
+    let url = format!("ws://{}", server.local_addr());
+    let s = run(&[
+        "calc-mix",
+        "--url",
+        &url,
+        "--chatters",
+        "10",
+        "--pingers",
+        "2",
+        "--calcers",
+        "1",
+        "--rate",
+        "20",
+        "--duration",
+        "1s",
+        "--exprs",
+        "2000!",
+    ])
+    .await;
+    assert_eq!(s.phases.len(), 2);
+    for phase in &s.phases {
+        assert_eq!(
+            phase.received_deliveries, phase.expected_deliveries,
+            "{phase:?}"
+        );
+        assert!(
+            phase.pongs > 0 && phase.pongs <= phase.pings_sent,
+            "{phase:?}"
+        );
+    }
+    assert!(
+        s.phases[1].calc_results > 0,
+        "the second phase ran calculations"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binary_spreads_clients_over_worker_processes() {
+    let server = server(config()).await;
+    let url = format!("ws://{}", server.local_addr());
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_actorchat"))
+        .args([
+            "bench",
+            "fanout",
+            "--url",
+            &url,
+            "--clients",
+            "12",
+            "--senders",
+            "4",
+            "--rate",
+            "20",
+        ])
+        .args(["--duration", "1s", "--procs", "2", "--json"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let s: actorchat_bench::Summary = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(s.opened, 12);
+    assert!(s.sent > 0);
+    assert_eq!(s.received_deliveries, s.expected_deliveries);
+    assert_eq!(s.expected_deliveries, s.sent * 12);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_server_is_a_clear_error() {
+    // Bind and drop to find a port nobody listens on.
+    let addr = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("ws://{addr}");
+    let args = BenchArgs::from_cli([
+        "fanout",
+        "--url",
+        &url,
+        "--clients",
+        "3",
+        "--duration",
+        "1s",
+    ])
+    .unwrap();
+    match run_scenario(&args).await {
+        Err(actorchat_bench::BenchError::NoClients { reason, .. }) => {
+            assert!(reason.contains("refused"), "{reason}")
+        }
+        other => panic!("expected NoClients, got {other:?}"),
+    }
+}

@@ -1,0 +1,189 @@
+// @ts-check
+/**
+ * Shared set-up for the browser tests: starts the real release server on a
+ * free port (and restarts it on the same port), and launches Debian's
+ * Chromium through playwright-core (no browser download).
+ *
+ * Environment:
+ *   ACTORCHAT_BIN   server binary (default: ../target/release/actorchat)
+ *   CHROMIUM_PATH   browser (default: /usr/bin/chromium)
+ *   E2E_HEADED=1    show the browser window
+ *   E2E_SCREENSHOT  where the README screenshot goes (default: docs/screenshot.png)
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BIN = process.env.ACTORCHAT_BIN ?? `${ROOT}target/release/actorchat`;
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+/** A free TCP port on 127.0.0.1 (the OS picks; we release it at once). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** @param {number} ms */
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The release server as a child process, restartable on the same port. */
+export class Server {
+  /** @param {number} port */
+  constructor(port) {
+    this.port = port;
+    this.url = `http://127.0.0.1:${port}`;
+    /** @type {import('node:child_process').ChildProcess | null} */
+    this.child = null;
+    /** Recent server output, printed when a test fails. */
+    this.log = '';
+  }
+
+  static async start() {
+    if (!existsSync(BIN)) {
+      throw new Error(
+        `No server binary at ${BIN}. Build it with \`cargo build --release\` or set ACTORCHAT_BIN.`,
+      );
+    }
+    const server = new Server(await freePort());
+    await server.up();
+    return server;
+  }
+
+  /** Spawns the binary and waits until /healthz answers 200. */
+  async up() {
+    const child = spawn(BIN, ['--bind', `127.0.0.1:${this.port}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+    });
+    this.child = child;
+    const keep = (/** @type {Buffer} */ b) => {
+      this.log = (this.log + b.toString()).slice(-20_000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) {
+        throw new Error(`server exited with ${child.exitCode}:\n${this.log}`);
+      }
+      try {
+        const res = await fetch(`${this.url}/healthz`);
+        if (res.status === 200) return;
+      } catch {
+        // Not listening yet.
+      }
+      await sleep(50);
+    }
+    throw new Error(`server did not answer /healthz within 20 s:\n${this.log}`);
+  }
+
+  /** SIGTERM, then wait for the exit (the server promises 5 s; SIGKILL after 8). */
+  async down() {
+    const child = this.child;
+    this.child = null;
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 8_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async restart() {
+    await this.down();
+    await this.up();
+  }
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: process.env.E2E_HEADED !== '1',
+    args: CHROMIUM_ARGS,
+  });
+}
+
+/** A room name no other test uses. */
+export function uniqueRoom(tag = 'e2e') {
+  return `${tag}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/**
+ * Opens the client in a fresh context with a remembered name.
+ * @param {import('playwright-core').Browser} browser
+ * @param {string} base
+ * @param {{ name?: string, room?: string, viewport?: { width: number, height: number } }} opts
+ */
+export async function openClient(browser, base, opts = {}) {
+  const context = await browser.newContext({ viewport: opts.viewport ?? { width: 1280, height: 800 } });
+  if (opts.name !== undefined) {
+    const name = opts.name;
+    await context.addInitScript((n) => {
+      if (localStorage.getItem('actorchat.name') === null) localStorage.setItem('actorchat.name', n);
+    }, name);
+  }
+  const page = await context.newPage();
+  await page.goto(`${base}/${opts.room !== undefined ? `#${opts.room}` : ''}`);
+  await waitConnected(page);
+  return { context, page };
+}
+
+/** @param {import('playwright-core').Page} page */
+export async function waitConnected(page, timeout = 10_000) {
+  await page.locator('[data-testid="connection"][data-state="open"]').waitFor({ timeout });
+  // The welcome has arrived once the session name is shown.
+  await page.waitForFunction(
+    () => !document.querySelector('[data-testid="my-name"]')?.textContent?.includes('…'),
+    undefined,
+    { timeout },
+  );
+}
+
+/**
+ * Types a message and presses Enter.
+ * @param {import('playwright-core').Page} page
+ * @param {string} text
+ */
+export async function send(page, text) {
+  const input = page.getByLabel('Message', { exact: true });
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+/**
+ * Polls until `fn` returns a truthy value (or throws with the last value).
+ * @template T
+ * @param {() => Promise<T>} fn
+ * @param {number} [timeout]
+ * @returns {Promise<T>}
+ */
+export async function eventually(fn, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeout} ms (last: ${String(last)})`);
+    await sleep(50);
+  }
+}

@@ -1,0 +1,190 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ChatApp } from './chat.svelte';
+import { FakeSocket, WELCOME } from './testing';
+
+let perf = 0;
+let sockets: FakeSocket[] = [];
+let stored: Record<string, string> = {};
+let hashRoom: string | null = null;
+
+function makeApp(room = 'lobby'): { app: ChatApp; ws: () => FakeSocket } {
+  const app = new ChatApp(
+    {
+      wsBase: 'ws://test',
+      storage: {
+        getItem: (k) => stored[k] ?? null,
+        setItem: (k, v) => {
+          stored[k] = v;
+        },
+      },
+      perfNow: () => perf,
+      wallNow: () => 1_700_000_000_000 + perf,
+      createSocket: (url) => {
+        const s = new FakeSocket(url);
+        sockets.push(s);
+        return s;
+      },
+      onRoom: (r) => {
+        hashRoom = r;
+      },
+    },
+    room,
+  );
+  const ws = (): FakeSocket => {
+    const s = sockets.at(-1);
+    if (s === undefined) throw new Error('no socket');
+    return s;
+  };
+  return { app, ws };
+}
+
+function connected(room = 'lobby') {
+  const t = makeApp(room);
+  t.app.start();
+  t.ws().open();
+  t.ws().deliver({ ...WELCOME, room });
+  t.app.flush();
+  return t;
+}
+
+function echo(frame: Record<string, unknown>, author = 'Ada', id = 1) {
+  return {
+    type: 'chat',
+    id,
+    room: 'lobby',
+    author,
+    text: frame.text,
+    client_id: frame.client_id ?? null,
+    sent_at: frame.sent_at ?? null,
+    server_time: 1,
+    calc: null,
+  };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers();
+  perf = 0;
+  sockets = [];
+  stored = {};
+  hashRoom = null;
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('ChatApp', () => {
+  it('connects with the room and the remembered name', () => {
+    stored['actorchat.name'] = 'Ada L';
+    const { app, ws } = makeApp('rust');
+    app.start();
+    expect(ws().url).toBe('ws://test/ws?room=rust&name=Ada+L');
+  });
+
+  it('shows an own message as pending, then "Me" with its RTT', () => {
+    const { app, ws } = connected();
+    expect(app.sendBlocker('   ')).not.toBeNull();
+    perf = 100;
+    expect(app.send('  hello  ')).toBe(true);
+    app.flush();
+    const [sent] = ws().frames();
+    expect(sent).toMatchObject({ type: 'chat', text: 'hello' });
+    expect(String(sent?.client_id)).toMatch(new RegExp(`^${app.clientPrefix}-`));
+    expect(app.messages.at(-1)).toMatchObject({ own: true, delivery: 'pending', text: 'hello' });
+
+    perf = 103.5;
+    ws().deliver(echo(sent ?? {}));
+    ws().deliver(echo({ text: 'hi Ada' }, 'Grace', 2));
+    app.flush();
+    const chats = app.messages.filter((m) => m.kind === 'chat');
+    expect(chats.map((m) => [m.own, m.author, m.delivery, m.rtt])).toEqual([
+      [true, 'Ada', 'confirmed', 3.5],
+      [false, 'Grace', null, null],
+    ]);
+    expect([app.sent, app.received]).toEqual([1, 2]);
+    expect(app.rttAverage).toBe(3.5);
+    expect(app.rttRecent).toEqual([3.5]);
+  });
+
+  it('refuses a message whose frame would exceed the byte limit', () => {
+    const { app, ws } = connected();
+    // 3,000 characters, but each control character is escaped to 6 bytes.
+    expect(app.send('\u0001'.repeat(3000))).toBe(false);
+    expect(ws().sent).toHaveLength(0);
+    expect(app.notices[0]?.message).toMatch(/16384-byte/);
+    expect(app.send('é'.repeat(3000))).toBe(true);
+  });
+
+  it('marks an unanswered message failed after 10 s', () => {
+    const { app } = connected();
+    app.send('lost');
+    perf = 10_001;
+    vi.advanceTimersByTime(300);
+    app.flush();
+    expect(app.messages.at(-1)?.delivery).toBe('failed');
+  });
+
+  it('cannot send while disconnected', () => {
+    const { app, ws } = connected();
+    ws().drop(1001);
+    app.flush();
+    expect(app.connected).toBe(false);
+    expect(app.send('x')).toBe(false);
+    expect(app.messages.at(-1)?.text).toMatch(/Disconnected \(code 1001\)/);
+  });
+
+  it('keeps participants from welcome and room updates', () => {
+    const { app, ws } = connected();
+    expect([app.participantCount, app.participants]).toEqual([2, ['Ada', 'Grace']]);
+    ws().deliver({ type: 'room_update', room: 'lobby', num_participants: 3, joined: ['Linus'], left: [], renamed: [] });
+    ws().deliver({ type: 'room_update', room: 'lobby', num_participants: 2, joined: [], left: ['Grace'], renamed: [] });
+    expect([app.participantCount, app.participants]).toEqual([2, ['Ada', 'Linus']]);
+  });
+
+  it('renames optimistically, remembers the name and reverts when refused', () => {
+    const { app, ws } = connected();
+    expect(app.rename('  ')).toMatch(/visible/);
+    expect(app.rename(' Ada Lovelace ')).toBeNull();
+    expect(ws().frames().at(-1)).toEqual({ type: 'set_name', name: 'Ada Lovelace' });
+    expect(app.name).toBe('Ada Lovelace');
+    expect(stored['actorchat.name']).toBe('Ada Lovelace');
+    ws().deliver({ type: 'error', code: 'invalid_name', message: 'That name is taken.' });
+    expect(app.name).toBe('Ada');
+    expect(app.notices[0]).toMatchObject({ code: 'invalid_name', message: 'That name is taken.' });
+  });
+
+  it('switches rooms on welcome, clearing the list and updating the hash', () => {
+    const { app, ws } = connected();
+    ws().deliver(echo({ text: 'old room' }, 'Grace'));
+    expect(app.join('bad room')).not.toBeNull();
+    expect(app.join('rust')).toBeNull();
+    expect(ws().frames().at(-1)).toEqual({ type: 'join', room: 'rust' });
+    ws().deliver({ ...WELCOME, room: 'rust', participants: ['Ada'], num_participants: 1 });
+    app.flush();
+    expect(app.room).toBe('rust');
+    expect(hashRoom).toBe('rust');
+    expect(app.messages.map((m) => m.text)).toEqual(['You are in #rust as Ada.']);
+  });
+
+  it('shows frames the codec refuses as notices and keeps going', () => {
+    const { app, ws } = connected();
+    ws().deliver('not json at all');
+    expect(app.notices[0]?.kind).toBe('decode');
+    expect(app.connected).toBe(true);
+  });
+
+  it('auto-sends the draft no faster than the server allows', () => {
+    const { app, ws } = connected();
+    app.autoIntervalMs = 0;
+    expect(app.effectiveIntervalMs).toBe(50);
+    app.startAuto();
+    vi.advanceTimersByTime(1000);
+    app.stopAuto();
+    vi.advanceTimersByTime(1000);
+    const chats = ws().frames().filter((f) => f.type === 'chat');
+    expect(chats.length).toBe(21);
+    expect(chats.every((f) => f.text === 'Hello 👋')).toBe(true);
+    app.autoIntervalMs = 200;
+    expect(app.effectiveIntervalMs).toBe(200);
+  });
+});

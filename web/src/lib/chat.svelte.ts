@@ -1,0 +1,339 @@
+/**
+ * The client's state and the policies that tie the plain modules together:
+ * what happens on each server frame, on send, on rename and room switch, and
+ * the auto-send loop. Components read the `$state` fields and call methods;
+ * they hold no protocol logic of their own.
+ *
+ * Auto-send and the rate limit: the server allows `max_messages_per_sec`
+ * (20/s, burst 40) per connection. The slider goes down to 0 ms, but the loop
+ * never sends faster than that limit (0 ms means "as fast as the server
+ * allows", i.e. every 50 ms), so it measures the server instead of collecting
+ * `rate_limited` errors. Manual sends on top of it can still hit the limit;
+ * those errors show as one folded notice with a count.
+ */
+import { encode } from './codec';
+import { Connection, type ConnState, type SocketLike } from './connection';
+import { MessageStore, type Entry } from './messages';
+import { NoticeList, type Notice } from './notices';
+import { Participants } from './participants';
+import type { ChatMessage } from './protocol/ChatMessage';
+import type { ClientFrame } from './protocol/ClientFrame';
+import type { ErrorFrame } from './protocol/ErrorFrame';
+import type { Limits } from './protocol/Limits';
+import type { RoomUpdate } from './protocol/RoomUpdate';
+import type { ServerFrame } from './protocol/ServerFrame';
+import type { Welcome } from './protocol/Welcome';
+import { RttWindow } from './rtt';
+import { checkName, DEFAULT_ROOM, isValidRoom } from './validate';
+
+export const DEFAULT_TEXT = 'Hello 👋';
+export const DEFAULT_LIMITS: Limits = {
+  max_text_chars: 4000,
+  max_frame_bytes: 16384,
+  max_messages_per_sec: 20,
+};
+export const RTT_AVERAGE_OVER = 200;
+export const RTT_CHART_POINTS = 50;
+const NAME_KEY = 'actorchat.name';
+
+export interface ChatEnv {
+  /** Base for the WebSocket URL, e.g. `ws://localhost:3000`. */
+  wsBase: string;
+  storage: Pick<Storage, 'getItem' | 'setItem'> | null;
+  /** Monotonic clock for round trips. */
+  perfNow: () => number;
+  wallNow: () => number;
+  createSocket?: (url: string) => SocketLike;
+  /** Called when the room changes, to mirror it in the URL hash. */
+  onRoom?: (room: string) => void;
+}
+
+export class ChatApp {
+  conn = $state<ConnState>({ state: 'connecting', attempt: 0 });
+  /** The session name (optimistic after a rename until the server refuses). */
+  name = $state('');
+  room = $state(DEFAULT_ROOM);
+  limits = $state<Limits>(DEFAULT_LIMITS);
+  participants = $state.raw<string[]>([]);
+  participantCount = $state(0);
+  unnamedParticipants = $state(0);
+  sent = $state(0);
+  received = $state(0);
+  rttAverage = $state<number | null>(null);
+  rttRecent = $state.raw<number[]>([]);
+  messages = $state.raw<readonly Entry[]>([]);
+  notices = $state.raw<readonly Notice[]>([]);
+  /** The composer's text; auto-send keeps sending it. */
+  draft = $state(DEFAULT_TEXT);
+  autoRunning = $state(false);
+  autoIntervalMs = $state(50);
+  /** A clock for countdowns, ticking while the app runs. */
+  now = $state(0);
+
+  readonly clientPrefix: string;
+  private readonly store = new MessageStore();
+  private readonly rtt = new RttWindow(RTT_AVERAGE_OVER);
+  private readonly people = new Participants();
+  private readonly noticeList = new NoticeList();
+  private readonly connection: Connection;
+  private seq = 0;
+  /** The room asked for (URL hash or switcher); `room` is the one joined. */
+  private wantedRoom: string;
+  private nameBeforeRename: string | null = null;
+  private welcomed = false;
+  private wasOpen = false;
+  private flushQueued = false;
+  private autoTimer: ReturnType<typeof setTimeout> | null = null;
+  private clockTimer: ReturnType<typeof setInterval> | null = null;
+
+  constructor(
+    private readonly env: ChatEnv,
+    room: string = DEFAULT_ROOM,
+  ) {
+    this.wantedRoom = room;
+    this.room = room;
+    this.name = this.storedName() ?? '';
+    this.clientPrefix = `t${Math.floor(Math.random() * 36 ** 6).toString(36)}`;
+    this.connection = new Connection({
+      url: () => this.url(),
+      onFrame: (f) => this.onFrame(f),
+      onDecodeError: (e) => this.notice('decode', `Could not read a frame from the server: ${e}`),
+      onState: (s) => this.onConnState(s),
+      ...(env.createSocket ? { createSocket: env.createSocket } : {}),
+    });
+  }
+
+  start(): void {
+    this.now = this.env.wallNow();
+    this.clockTimer = setInterval(() => this.tick(), 250);
+    this.connection.start();
+  }
+
+  stop(): void {
+    this.stopAuto();
+    if (this.clockTimer !== null) clearInterval(this.clockTimer);
+    this.clockTimer = null;
+    this.connection.stop();
+  }
+
+  get connected(): boolean {
+    return this.conn.state === 'open' && this.welcomed;
+  }
+
+  /** The auto-send period actually used: the slider value, floored at the server's rate. */
+  get effectiveIntervalMs(): number {
+    return Math.max(this.autoIntervalMs, this.minIntervalMs);
+  }
+
+  get minIntervalMs(): number {
+    const rate = this.limits.max_messages_per_sec;
+    return rate > 0 ? Math.ceil(1000 / rate) : 0;
+  }
+
+  /** Why `text` cannot be sent now, or null when it can. */
+  sendBlocker(text: string): string | null {
+    const t = text.trim();
+    if (t.length === 0) return 'Type a message first.';
+    if (t.length > this.limits.max_text_chars) {
+      return `At most ${this.limits.max_text_chars} characters.`;
+    }
+    if (!this.connected) return 'Not connected.';
+    return null;
+  }
+
+  /** Sends a chat message; it shows at once as pending. Returns whether it went out. */
+  send(text: string): boolean {
+    if (this.sendBlocker(text) !== null) return false;
+    const body = text.trim();
+    const clientId = `${this.clientPrefix}-${++this.seq}`;
+    const sentAt = this.env.wallNow();
+    const perf = this.env.perfNow();
+    const frame: ClientFrame = { type: 'chat', text: body, client_id: clientId, sent_at: sentAt };
+    // The server closes the connection (1009) on frames over the byte limit,
+    // which escaped control characters can reach within the character limit.
+    if (new TextEncoder().encode(encode(frame)).length > this.limits.max_frame_bytes) {
+      this.notice('info', `That message is over the server's ${this.limits.max_frame_bytes}-byte frame limit.`);
+      return false;
+    }
+    if (!this.connection.send(frame)) return false;
+    this.store.addPending(clientId, this.name, body, perf, sentAt);
+    this.sent += 1;
+    this.queueFlush();
+    return true;
+  }
+
+  /** Renames the session; remembered in localStorage. Returns an error sentence or null. */
+  rename(raw: string): string | null {
+    const checked = checkName(raw);
+    if (!checked.ok) return checked.error;
+    const name = checked.name;
+    this.env.storage?.setItem(NAME_KEY, name);
+    if (name === this.name) return null;
+    if (this.connected) {
+      this.nameBeforeRename = this.name;
+      this.connection.send({ type: 'set_name', name });
+    }
+    // Optimistic; reverted if the server answers invalid_name. When offline,
+    // the next connection carries the new name in its URL.
+    this.name = name;
+    return null;
+  }
+
+  /** Switches rooms (answered by a new welcome). Returns an error sentence or null. */
+  join(room: string): string | null {
+    if (!isValidRoom(room)) {
+      return 'A room name has 1 to 64 characters: letters, digits, "_" and "-".';
+    }
+    this.wantedRoom = room;
+    if (room !== this.room && this.connected) this.connection.send({ type: 'join', room });
+    return null;
+  }
+
+  startAuto(): void {
+    if (this.autoRunning) return;
+    this.autoRunning = true;
+    const tick = (): void => {
+      if (!this.autoRunning) return;
+      this.send(this.draft);
+      this.autoTimer = setTimeout(tick, this.effectiveIntervalMs);
+    };
+    tick();
+  }
+
+  stopAuto(): void {
+    this.autoRunning = false;
+    if (this.autoTimer !== null) clearTimeout(this.autoTimer);
+    this.autoTimer = null;
+  }
+
+  reconnectNow(): void {
+    this.connection.reconnectNow();
+  }
+
+  dismissNotice(id: number): void {
+    this.noticeList.dismiss(id);
+    this.notices = this.noticeList.items;
+  }
+
+  /** Copies the stores into reactive state now (tests; normally once per frame). */
+  flush(): void {
+    this.flushQueued = false;
+    this.messages = this.store.items.slice();
+    this.rttAverage = this.rtt.average;
+    this.rttRecent = this.rtt.last(RTT_CHART_POINTS);
+  }
+
+  private url(): string {
+    const q = new URLSearchParams({ room: this.wantedRoom });
+    const name = this.storedName();
+    if (name !== null) q.set('name', name);
+    return `${this.env.wsBase}/ws?${q.toString()}`;
+  }
+
+  private storedName(): string | null {
+    try {
+      const n = this.env.storage?.getItem(NAME_KEY) ?? null;
+      return n !== null && checkName(n).ok ? n : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private onConnState(s: ConnState): void {
+    this.conn = s;
+    if (s.state === 'open') return;
+    this.welcomed = false;
+    if (this.wasOpen && s.state === 'waiting') {
+      this.wasOpen = false;
+      this.store.system(`Disconnected (code ${s.code}). Reconnecting…`, this.env.wallNow());
+      this.queueFlush();
+    }
+  }
+
+  private onFrame(frame: ServerFrame): void {
+    switch (frame.type) {
+      case 'welcome':
+        return this.onWelcome(frame);
+      case 'chat':
+        return this.onChat(frame);
+      case 'room_update':
+        return this.onRoomUpdate(frame);
+      case 'error':
+        return this.onError(frame);
+      case 'pong':
+        return;
+    }
+  }
+
+  private onWelcome(w: Welcome): void {
+    const reconnect = this.room === w.room && this.store.items.length > 0;
+    if (w.room !== this.room) this.store.clear();
+    this.welcomed = true;
+    this.wasOpen = true;
+    this.room = w.room;
+    this.wantedRoom = w.room;
+    this.name = w.name;
+    this.limits = w.limits;
+    this.people.reset(w);
+    this.syncPeople();
+    this.store.system(
+      reconnect ? `Reconnected to #${w.room} as ${w.name}.` : `You are in #${w.room} as ${w.name}.`,
+      this.env.wallNow(),
+    );
+    this.env.onRoom?.(w.room);
+    this.queueFlush();
+  }
+
+  private onChat(m: ChatMessage): void {
+    this.received += 1;
+    const own = m.client_id !== null && m.client_id.startsWith(`${this.clientPrefix}-`);
+    const { rtt } = this.store.receive(m, own, this.env.perfNow());
+    if (rtt !== null) this.rtt.add(rtt);
+    this.queueFlush();
+  }
+
+  private onRoomUpdate(u: RoomUpdate): void {
+    if (u.room !== this.room) return;
+    this.people.apply(u);
+    this.syncPeople();
+  }
+
+  private onError(e: ErrorFrame): void {
+    this.notice('error', e.message, e.code);
+    if (e.code === 'invalid_name' && this.nameBeforeRename !== null) {
+      this.name = this.nameBeforeRename;
+      this.nameBeforeRename = null;
+    }
+    if (e.code === 'invalid_room') {
+      this.wantedRoom = this.room;
+      this.env.onRoom?.(this.room);
+    }
+  }
+
+  private notice(kind: 'error' | 'decode' | 'info', message: string, code: string | null = null): void {
+    this.noticeList.add(kind, message, code);
+    this.notices = this.noticeList.items;
+  }
+
+  private syncPeople(): void {
+    this.participants = this.people.list();
+    this.participantCount = this.people.total;
+    this.unnamedParticipants = this.people.unnamed;
+  }
+
+  private tick(): void {
+    this.now = this.env.wallNow();
+    if (this.store.expire(this.env.perfNow()) > 0) this.queueFlush();
+  }
+
+  /** Coalesces bursts of frames into one reactive update per animation frame. */
+  private queueFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    if (typeof requestAnimationFrame === 'function' && !document.hidden) {
+      requestAnimationFrame(() => this.flush());
+    } else {
+      setTimeout(() => this.flush(), 16);
+    }
+  }
+}

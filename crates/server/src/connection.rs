@@ -248,7 +248,7 @@ impl Session {
                 },
                 inbound = rx.next() => {
                     let exit = match inbound {
-                        Some(Ok(Message::Text(text))) => self.on_text(state, tx, text).await,
+                        Some(Ok(Message::Text(text))) => Box::pin(self.on_text(state, tx, text)).await,
                         Some(Ok(Message::Binary(_))) => {
                             state.metrics.policy_disconnects.fetch_add(1, Relaxed);
                             warn!(session = self.id, peer = %self.peer, "binary frame; closing with 1008");
@@ -465,7 +465,7 @@ impl Session {
     async fn rejoin(&mut self, state: &AppState) -> Result<(), Exit> {
         let stale = self.mailbox.frames.len() as i64;
         state.metrics.outbound_queue_depth.fetch_sub(stale, Relaxed);
-        match join_room(state, self.id, &self.name, &self.room_name).await {
+        match Box::pin(join_room(state, self.id, &self.name, &self.room_name)).await {
             Ok((room, mailbox)) => {
                 self.room = room;
                 self.mailbox = mailbox;

@@ -47,12 +47,14 @@ pub struct Config {
 
     /// WebSocket read buffer per connection, in bytes. Small on purpose:
     /// tungstenite's default (128 KiB) would stay resident for every client.
-    #[arg(long, env = "ACTORCHAT_READ_BUFFER_BYTES", default_value_t = 1024)]
+    #[arg(long, env = "ACTORCHAT_READ_BUFFER_BYTES", default_value_t = 512)]
     pub read_buffer_bytes: usize,
 
-    /// Bytes of queued outbound frames a connection buffers before writing
-    /// to the socket (frames are also written at the end of each batch).
-    #[arg(long, env = "ACTORCHAT_WRITE_BUFFER_BYTES", default_value_t = 16 * 1024)]
+    /// Most bytes of queued frames written (and flushed) in one batch. The
+    /// write buffer keeps its largest size for the life of a connection, so
+    /// this bounds idle memory; a busy connection still writes many frames
+    /// per call.
+    #[arg(long, env = "ACTORCHAT_WRITE_BUFFER_BYTES", default_value_t = 4096)]
     pub write_buffer_bytes: usize,
 
     /// Seconds to wait for connections to close on SIGINT/SIGTERM.

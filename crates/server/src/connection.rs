@@ -34,12 +34,12 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::calc::{CancelFlag, CancelOnDrop, SchedulerMsg, Work};
 use crate::clock::unix_millis;
-use crate::mailbox::{Kick, Mailbox, mailbox};
+use crate::mailbox::{Delivery, Kick, Mailbox, mailbox};
 use crate::rate_limit::TokenBucket;
 use crate::registry::RegistryMsg;
 use crate::room::RoomMsg;
@@ -139,7 +139,7 @@ pub async fn run(
             };
             let exit = session.run(&state, &mut tx, rx).await;
             let _ = session.room.cast(RoomMsg::Leave { session: id });
-            let queued = session.mailbox.frames.len() as i64;
+            let queued = session.mailbox.len() as i64;
             state
                 .metrics
                 .outbound_queue_depth
@@ -222,16 +222,9 @@ impl Session {
                 biased;
                 () = &mut shutdown => return Exit::Close(close_code::GOING_AWAY, "The server is shutting down."),
                 result = calc_result(&mut self.pending_calc) => self.on_calc_result(state, result),
-                kick = &mut self.mailbox.kicked => match kick {
-                    Ok(Kick::SlowConsumer) => {
-                        return Exit::Close(close_code::TRY_AGAIN_LATER, "Too slow: your outbound queue overflowed.");
-                    }
-                    // The room dropped us without a kick: it died. Rejoin.
-                    Err(_) => if let Err(exit) = self.rejoin(state).await { return exit },
-                },
-                frame = self.mailbox.frames.recv() => match frame {
-                    Some(first) => {
-                        let write = write_batch(tx, first, &mut self.mailbox.frames, state);
+                delivery = self.mailbox.recv() => match delivery {
+                    Delivery::Frame(first) => {
+                        let write = write_batch(tx, first, &mut self.mailbox, state);
                         tokio::select! {
                             result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
                                 Ok(Ok(())) => {}
@@ -244,7 +237,11 @@ impl Session {
                             () = &mut shutdown => return Exit::Gone,
                         }
                     }
-                    None => if let Err(exit) = self.rejoin(state).await { return exit },
+                    Delivery::Kicked(Kick::SlowConsumer) => {
+                        return Exit::Close(close_code::TRY_AGAIN_LATER, "Too slow: your outbound queue overflowed.");
+                    }
+                    // The room dropped us without a kick: it died. Rejoin.
+                    Delivery::Closed => if let Err(exit) = self.rejoin(state).await { return exit },
                 },
                 inbound = rx.next() => {
                     let exit = match inbound {
@@ -463,7 +460,7 @@ impl Session {
     /// (Re)joins `self.room_name` with a fresh mailbox; the room queues a
     /// new `welcome` as the first frame.
     async fn rejoin(&mut self, state: &AppState) -> Result<(), Exit> {
-        let stale = self.mailbox.frames.len() as i64;
+        let stale = self.mailbox.len() as i64;
         state.metrics.outbound_queue_depth.fetch_sub(stale, Relaxed);
         match Box::pin(join_room(state, self.id, &self.name, &self.room_name)).await {
             Ok((room, mailbox)) => {
@@ -545,26 +542,47 @@ fn lost_calc(expr: &str) -> CalcResult {
     }
 }
 
-/// Feeds `first` and whatever else is already queued (up to [`MAX_BATCH`])
-/// into the socket, then flushes once.
+/// Feeds `first` and whatever else is already queued (up to [`MAX_BATCH`]
+/// frames) into the socket, flushing once per `write_buffer_bytes` of frames.
+///
+/// Why a byte budget: tungstenite's output buffer never shrinks, so a batch
+/// that once held a `welcome` plus a few presence updates would stay resident
+/// for the life of an idle connection. Flushing before the budget is exceeded
+/// keeps that buffer at the budget or the largest single frame, whichever is
+/// bigger, while a busy connection still writes dozens of frames per call.
 async fn write_batch(
     tx: &mut Sink,
     first: Utf8Bytes,
-    frames: &mut mpsc::Receiver<Utf8Bytes>,
+    mailbox: &mut Mailbox,
     state: &AppState,
 ) -> Result<(), axum::Error> {
-    tx.feed(Message::Text(first)).await?;
-    let mut n = 1;
-    while n < MAX_BATCH {
-        let Ok(frame) = frames.try_recv() else { break };
-        tx.feed(Message::Text(frame)).await?;
-        n += 1;
+    let budget = state.config.write_buffer_bytes;
+    let mut written = 0;
+    let mut next = Some(first);
+    while let Some(mut frame) = next.take() {
+        let mut bytes = 0;
+        loop {
+            bytes += frame.len();
+            tx.feed(Message::Text(frame)).await?;
+            written += 1;
+            if written >= MAX_BATCH {
+                break;
+            }
+            match mailbox.try_recv() {
+                Some(more) if bytes + more.len() <= budget => frame = more,
+                Some(more) => {
+                    next = Some(more);
+                    break;
+                }
+                None => break,
+            }
+        }
+        tx.flush().await?;
     }
-    state
-        .metrics
+    let metrics = &state.metrics;
+    metrics
         .outbound_queue_depth
-        .fetch_sub(n as i64, Relaxed);
-    tx.flush().await?;
-    state.metrics.frames_out.fetch_add(n as u64, Relaxed);
+        .fetch_sub(written as i64, Relaxed);
+    metrics.frames_out.fetch_add(written as u64, Relaxed);
     Ok(())
 }

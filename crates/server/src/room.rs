@@ -31,6 +31,12 @@ use crate::metrics::Metrics;
 use crate::registry::RegistryMsg;
 use crate::session::SessionId;
 
+/// Most names in each list of one `room_update`; `num_participants` is
+/// always exact. Small on purpose: every member gets every update, and a
+/// connection's write buffer keeps the size of the largest frame it ever
+/// wrote, so in a big room long lists would cost memory on every connection.
+const MAX_NAMES_PER_UPDATE: usize = 50;
+
 /// Room size per base presence interval; see [`RoomState::presence_interval`].
 const PRESENCE_MEMBERS_PER_INTERVAL: usize = 1000;
 
@@ -394,7 +400,7 @@ impl RoomState {
                 m.announced = true;
             }
         }
-        let cap = MAX_PARTICIPANTS_LISTED;
+        let cap = MAX_NAMES_PER_UPDATE;
         let update = ServerFrame::RoomUpdate(RoomUpdate {
             room: self.name.clone(),
             num_participants: u32::try_from(self.members.len()).unwrap_or(u32::MAX),

@@ -57,6 +57,12 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_WRITE_BUFFER_BYTES", default_value_t = 4096)]
     pub write_buffer_bytes: usize,
 
+    /// Disable Nagle's algorithm on client sockets (`TCP_NODELAY`): each
+    /// batch goes out at once. `false` lets the kernel coalesce small writes
+    /// while earlier data is unacknowledged: fewer packets, possibly more latency.
+    #[arg(long, env = "ACTORCHAT_TCP_NODELAY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tcp_nodelay: bool,
+
     /// Seconds to wait for connections to close on SIGINT/SIGTERM.
     #[arg(long, env = "ACTORCHAT_SHUTDOWN_GRACE_SECS", default_value_t = 4)]
     pub shutdown_grace_secs: u64,

@@ -137,10 +137,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         connections: TaskTracker::new(),
     });
     let app: Router = http::router(state.clone());
-    // Chat frames are small and latency matters more than packet count;
-    // batching happens in the connection's writer instead.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
+    let nodelay = state.config.tcp_nodelay;
+    let listener = listener.tap_io(move |tcp| {
+        let _ = tcp.set_nodelay(nodelay);
     });
     let stop = state.shutdown.clone();
     let serve = tokio::spawn(async move {

@@ -145,10 +145,23 @@ fn run(request: Request, cancel: &CancelFlag, timeout: Duration, nice: i32) -> F
     }
 }
 
-/// Lowers this thread's scheduling priority (Linux: nice applies per thread).
+/// Lowers this thread's scheduling priority so the network threads win the
+/// CPU whenever they want it: on Linux the `SCHED_IDLE` policy (run only when
+/// nothing else is runnable, preempted at once by any normal thread), and
+/// the nice value as well (it is what counts where `SCHED_IDLE` is refused).
 fn lower_priority(nice: i32) {
     let tid = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
         warn!(error = %e, "cannot lower calculator thread priority");
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `sched_setscheduler` only reads `param`, which lives for the
+        // call; pid 0 means the calling thread.
+        let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+        if rc != 0 {
+            warn!(error = %std::io::Error::last_os_error(), "cannot set SCHED_IDLE for the calculator thread");
+        }
     }
 }

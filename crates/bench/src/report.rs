@@ -311,9 +311,11 @@ pub fn histogram_chart(buckets: &[Bucket]) -> String {
     let mut d = lo;
     while d <= hi {
         let value = 10f64.powi(d / 10) as u64;
+        // The last label would be cut off by the right edge if centred.
+        let anchor = if d + 10 > hi { "end" } else { "middle" };
         let _ = write!(
             s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">{}</text>",
             x(d),
             HEIGHT - BOTTOM + 16.0,
             esc(&us(Some(value)))

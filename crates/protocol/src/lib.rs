@@ -36,6 +36,8 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame larger than `max_frame_bytes`.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The room could not be joined (the registry or room did not answer).
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// A slow consumer whose outbound queue overflowed, or the server is at
     /// its connection limit ("try again later").
     pub const TRY_AGAIN_LATER: u16 = 1013;

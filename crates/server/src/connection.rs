@@ -119,7 +119,7 @@ pub async fn run(
     state.metrics.connections.fetch_add(1, Relaxed);
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
     let (mut tx, rx) = socket.split();
-    let exit = match join_room(&state, id, &name, &room).await {
+    let exit = match Box::pin(join_room(&state, id, &name, &room)).await {
         Ok((room_ref, mailbox)) => {
             debug!(session = id, %peer, name = %name, room = %room, "session started");
             let now = Instant::now();
@@ -149,7 +149,10 @@ pub async fn run(
         }
         Err(why) => {
             warn!(session = id, room = %room, error = why, "could not join room; closing");
-            Exit::Close(1011, "The room is unavailable; try again.")
+            Exit::Close(
+                close_code::INTERNAL_ERROR,
+                "The room is unavailable; try again.",
+            )
         }
     };
     if let Exit::Close(code, reason) = exit {
@@ -208,6 +211,9 @@ async fn join_room(
 }
 
 impl Session {
+    /// The actor loop. Rare and large sub-futures (handling an inbound frame,
+    /// joining a room) are boxed, so the state an idle connection keeps
+    /// between events stays small.
     async fn run(
         &mut self,
         state: &AppState,
@@ -470,7 +476,10 @@ impl Session {
             }
             Err(why) => {
                 warn!(session = self.id, room = %self.room_name, error = why, "could not join room; closing");
-                Err(Exit::Close(1011, "The room is unavailable; try again."))
+                Err(Exit::Close(
+                    close_code::INTERNAL_ERROR,
+                    "The room is unavailable; try again.",
+                ))
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::BenchError;
 use crate::cli::CalcMixArgs;
 use crate::phase::PhaseSpec;
 use crate::scenario::{Context, check_rate, millis};
-use crate::summary::{PhaseSummary, ServerSummary, Summary};
+use crate::summary::{PhaseSummary, Summary};
 
 pub async fn run(args: &CalcMixArgs) -> Result<Summary, BenchError> {
     check_rate("--rate", args.rate)?;
@@ -62,18 +62,7 @@ pub async fn run(args: &CalcMixArgs) -> Result<Summary, BenchError> {
         );
     }
 
-    let check = ctx.liveness_check(&mut driver, plan.total()).await?;
-    summary.set_liveness(&check);
-    driver.close().await;
-    ctx.progress.finish();
-    let after = ctx.scrape().await;
-    summary.server = ServerSummary {
-        cpu_per_delivery_us: summary.server.cpu_per_delivery_us,
-        before: first,
-        during: None,
-        after,
-        rss_per_connection_bytes: None,
-        metrics_error: ctx.metrics_error.clone(),
-    };
+    ctx.finish(driver, plan.total(), &mut summary, first, None)
+        .await?;
     Ok(summary)
 }

@@ -8,7 +8,7 @@ use crate::BenchError;
 use crate::cli::CapacityArgs;
 use crate::phase::PhaseSpec;
 use crate::scenario::{Context, check_rate, millis};
-use crate::summary::{CapacitySummary, PhaseSummary, ServerSummary, Summary};
+use crate::summary::{CapacitySummary, PhaseSummary, Summary};
 
 pub async fn run(args: &CapacityArgs) -> Result<Summary, BenchError> {
     check_rate("--start-rate", args.start_rate)?;
@@ -81,11 +81,6 @@ pub async fn run(args: &CapacityArgs) -> Result<Summary, BenchError> {
         rate *= args.factor;
     }
 
-    let check = ctx.liveness_check(&mut driver, plan.total()).await?;
-    summary.set_liveness(&check);
-    driver.close().await;
-    ctx.progress.finish();
-    let after = ctx.scrape().await;
     summary.capacity = Some(CapacitySummary {
         p99_threshold_ms: args.p99_ms,
         max_loss: args.max_loss,
@@ -93,14 +88,8 @@ pub async fn run(args: &CapacityArgs) -> Result<Summary, BenchError> {
         at_rate: best.map(|b| b.1),
         stopped_because: stopped,
     });
-    summary.server = ServerSummary {
-        cpu_per_delivery_us: summary.server.cpu_per_delivery_us,
-        before: first,
-        during: None,
-        after,
-        rss_per_connection_bytes: None,
-        metrics_error: ctx.metrics_error.clone(),
-    };
+    ctx.finish(driver, plan.total(), &mut summary, first, None)
+        .await?;
     Ok(summary)
 }
 

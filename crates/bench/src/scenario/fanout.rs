@@ -7,7 +7,7 @@ use crate::BenchError;
 use crate::cli::FanoutArgs;
 use crate::phase::PhaseSpec;
 use crate::scenario::{Context, check_rate, millis};
-use crate::summary::{PhaseSummary, ServerSummary, Summary};
+use crate::summary::{PhaseSummary, Summary};
 
 /// The server's per-connection limit (messages per second).
 pub const SERVER_RATE_LIMIT: f64 = 20.0;
@@ -56,18 +56,7 @@ pub async fn run(args: &FanoutArgs) -> Result<Summary, BenchError> {
         &result,
     );
 
-    let check = ctx.liveness_check(&mut driver, plan.total()).await?;
-    summary.set_liveness(&check);
-    driver.close().await;
-    ctx.progress.finish();
-    let after = ctx.scrape().await;
-    summary.server = ServerSummary {
-        cpu_per_delivery_us: summary.server.cpu_per_delivery_us,
-        before,
-        during,
-        after,
-        rss_per_connection_bytes: None,
-        metrics_error: ctx.metrics_error.clone(),
-    };
+    ctx.finish(driver, plan.total(), &mut summary, before, during)
+        .await?;
     Ok(summary)
 }

@@ -15,6 +15,7 @@ use crate::fleet::{FleetPlan, RampResult};
 use crate::metrics::{self, ServerSnapshot};
 use crate::phase::{PhaseResult, PhaseSpec};
 use crate::progress::Progress;
+use crate::summary::{ServerSummary, Summary};
 use crate::target::Target;
 use crate::{BenchError, clock};
 
@@ -136,6 +137,32 @@ impl Context {
                 None
             }
         }
+    }
+
+    /// Ends a scenario that measured phases: proves which clients are still
+    /// alive, closes them, and records the server's figures around the run.
+    pub async fn finish(
+        &mut self,
+        mut driver: Driver,
+        clients: u32,
+        summary: &mut Summary,
+        before: Option<ServerSnapshot>,
+        during: Option<ServerSnapshot>,
+    ) -> Result<(), BenchError> {
+        let check = self.liveness_check(&mut driver, clients).await?;
+        summary.set_liveness(&check);
+        driver.close().await;
+        self.progress.finish();
+        let after = self.scrape().await;
+        summary.server = ServerSummary {
+            cpu_per_delivery_us: summary.server.cpu_per_delivery_us,
+            before,
+            during,
+            after,
+            rss_per_connection_bytes: None,
+            metrics_error: self.metrics_error.clone(),
+        };
+        Ok(())
     }
 
     /// Every client sends one ping; the pongs prove which are alive.

@@ -30,8 +30,14 @@ pub use server::{
 
 /// Close codes the server uses, named for the policy that sends them.
 pub mod close_code {
+    /// An orderly close (the answer to a client's close).
+    pub const NORMAL: u16 = 1000;
     /// The server is shutting down ("going away").
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame that breaks the WebSocket protocol (RFC 6455).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// A binary frame, or repeated abuse after errors.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame larger than `max_frame_bytes`.

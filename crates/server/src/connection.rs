@@ -29,9 +29,7 @@ use actorchat_protocol::{
     CalcResult, CalcStatus, ClientFrame, ErrorCode, Pong, ServerFrame, close_code,
     decode_client_frame,
 };
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
 use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tokio::sync::oneshot;
@@ -45,6 +43,8 @@ use crate::registry::RegistryMsg;
 use crate::room::RoomMsg;
 use crate::server::AppState;
 use crate::session::SessionId;
+use crate::websocket::frame::FrameError;
+use crate::websocket::{Incoming, ReadError, Reader, Writer};
 
 /// Most queued frames written per flush; bounds how long one batch holds the task.
 const MAX_BATCH: usize = 256;
@@ -61,8 +61,6 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 /// Messages held behind a running calculation before `calc_busy`.
 const MAX_HELD: usize = 16;
-
-type Sink = SplitSink<WebSocket, Message>;
 
 /// Why a connection ended, and what (if anything) to tell the peer.
 #[derive(Debug)]
@@ -109,7 +107,8 @@ struct PendingCalc {
 
 /// Runs one WebSocket session to its end.
 pub async fn run(
-    socket: WebSocket,
+    mut reader: Reader,
+    mut writer: Writer,
     state: Arc<AppState>,
     id: SessionId,
     peer: SocketAddr,
@@ -118,7 +117,6 @@ pub async fn run(
 ) {
     state.metrics.connections.fetch_add(1, Relaxed);
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
-    let (mut tx, rx) = socket.split();
     let exit = match Box::pin(join_room(&state, id, &name, &room)).await {
         Ok((room_ref, mailbox)) => {
             debug!(session = id, %peer, name = %name, room = %room, "session started");
@@ -137,7 +135,7 @@ pub async fn run(
                 pending_calc: None,
                 held: VecDeque::new(),
             };
-            let exit = session.run(&state, &mut tx, rx).await;
+            let exit = session.run(&state, &mut reader, &mut writer).await;
             let _ = session.room.cast(RoomMsg::Leave { session: id });
             let queued = session.mailbox.len() as i64;
             state
@@ -156,12 +154,7 @@ pub async fn run(
         }
     };
     if let Exit::Close(code, reason) = exit {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), tx.send(Message::Close(Some(frame))))
-            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer.close(code, reason)).await;
     }
     state.metrics.connections.fetch_sub(1, Relaxed);
 }
@@ -214,12 +207,7 @@ impl Session {
     /// The actor loop. Rare and large sub-futures (handling an inbound frame,
     /// joining a room) are boxed, so the state an idle connection keeps
     /// between events stays small.
-    async fn run(
-        &mut self,
-        state: &AppState,
-        tx: &mut Sink,
-        mut rx: SplitStream<WebSocket>,
-    ) -> Exit {
+    async fn run(&mut self, state: &AppState, reader: &mut Reader, tx: &mut Writer) -> Exit {
         let shutdown = state.shutdown.clone();
         let shutdown = shutdown.cancelled();
         tokio::pin!(shutdown);
@@ -249,18 +237,21 @@ impl Session {
                     // The room dropped us without a kick: it died. Rejoin.
                     Delivery::Closed => if let Err(exit) = self.rejoin(state).await { return exit },
                 },
-                inbound = rx.next() => {
+                inbound = reader.next() => {
                     let exit = match inbound {
-                        Some(Ok(Message::Text(text))) => Box::pin(self.on_text(state, tx, text)).await,
-                        Some(Ok(Message::Binary(_))) => {
+                        Ok(Incoming::Text(text)) => Box::pin(self.on_text(state, tx, text)).await,
+                        Ok(Incoming::Binary) => {
                             state.metrics.policy_disconnects.fetch_add(1, Relaxed);
                             warn!(session = self.id, peer = %self.peer, "binary frame; closing with 1008");
                             Some(Exit::Close(close_code::POLICY_VIOLATION, "Binary frames are not supported; send JSON text frames."))
                         }
-                        // tungstenite answers pings itself.
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-                        Some(Ok(Message::Close(_))) | None => Some(Exit::Gone),
-                        Some(Err(e)) => Some(self.read_error(state, e)),
+                        Ok(Incoming::Ping(payload)) => match tokio::time::timeout(WRITE_TIMEOUT, tx.pong(&payload)).await {
+                            Ok(Ok(())) => None,
+                            _ => Some(Exit::Gone),
+                        },
+                        // Answer the client's close, then end.
+                        Ok(Incoming::Close(_)) => Some(Exit::Close(close_code::NORMAL, "")),
+                        Err(e) => Some(self.read_error(state, e)),
                     };
                     if let Some(exit) = exit {
                         return exit;
@@ -271,11 +262,8 @@ impl Session {
     }
 
     /// Handles one inbound text frame; returns `Some` to end the connection.
-    async fn on_text(&mut self, state: &AppState, tx: &mut Sink, text: Utf8Bytes) -> Option<Exit> {
+    async fn on_text(&mut self, state: &AppState, tx: &mut Writer, text: String) -> Option<Exit> {
         state.metrics.frames_in.fetch_add(1, Relaxed);
-        if text.len() > state.config.max_frame_bytes {
-            return Some(self.oversize(state, text.len()));
-        }
         let now = Instant::now();
         if !self.bucket.try_take(now) {
             state.metrics.error(ErrorCode::RateLimited);
@@ -328,7 +316,7 @@ impl Session {
     async fn on_frame(
         &mut self,
         state: &AppState,
-        tx: &mut Sink,
+        tx: &mut Writer,
         frame: ClientFrame,
     ) -> Option<Exit> {
         match frame {
@@ -485,13 +473,8 @@ impl Session {
     }
 
     /// Writes a frame meant for this client only (pong, error).
-    async fn reply(&self, state: &AppState, tx: &mut Sink, frame: &ServerFrame) -> Option<Exit> {
-        match tokio::time::timeout(
-            WRITE_TIMEOUT,
-            tx.send(Message::Text(frame.to_json().into())),
-        )
-        .await
-        {
+    async fn reply(&self, state: &AppState, tx: &mut Writer, frame: &ServerFrame) -> Option<Exit> {
+        match tokio::time::timeout(WRITE_TIMEOUT, tx.send_text(frame.to_json().as_bytes())).await {
             Ok(Ok(())) => {
                 state.metrics.frames_out.fetch_add(1, Relaxed);
                 None
@@ -500,30 +483,31 @@ impl Session {
         }
     }
 
-    fn read_error(&self, state: &AppState, e: axum::Error) -> Exit {
-        let inner = e.into_inner();
-        match inner.downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Capacity(cap)) => {
-                let size = match cap {
-                    tungstenite::error::CapacityError::MessageTooLong { size, .. } => *size,
-                    _ => 0,
-                };
-                self.oversize(state, size)
+    fn read_error(&self, state: &AppState, e: ReadError) -> Exit {
+        match e {
+            ReadError::Frame(FrameError::TooBig { size, limit }) => {
+                state.metrics.oversize_disconnects.fetch_add(1, Relaxed);
+                warn!(
+                    session = self.id, peer = %self.peer, size, limit,
+                    "frame over the size limit; closing with 1009"
+                );
+                Exit::Close(close_code::MESSAGE_TOO_BIG, "Frame too large.")
             }
-            _ => {
-                debug!(session = self.id, error = %inner, "read error");
+            ReadError::Frame(FrameError::Protocol(why)) => {
+                state.metrics.policy_disconnects.fetch_add(1, Relaxed);
+                warn!(session = self.id, peer = %self.peer, reason = why, "WebSocket protocol error; closing with 1002");
+                Exit::Close(close_code::PROTOCOL_ERROR, why)
+            }
+            ReadError::InvalidUtf8 => {
+                state.metrics.policy_disconnects.fetch_add(1, Relaxed);
+                warn!(session = self.id, peer = %self.peer, "text frame is not UTF-8; closing with 1007");
+                Exit::Close(close_code::INVALID_DATA, "Text frames must be UTF-8.")
+            }
+            ReadError::Eof | ReadError::Io(_) => {
+                debug!(session = self.id, error = %e, "connection ended");
                 Exit::Gone
             }
         }
-    }
-
-    fn oversize(&self, state: &AppState, size: usize) -> Exit {
-        state.metrics.oversize_disconnects.fetch_add(1, Relaxed);
-        warn!(
-            session = self.id, peer = %self.peer, size, limit = state.config.max_frame_bytes,
-            "frame over the size limit; closing with 1009"
-        );
-        Exit::Close(close_code::MESSAGE_TOO_BIG, "Frame too large.")
     }
 }
 
@@ -552,19 +536,15 @@ fn lost_calc(expr: &str) -> CalcResult {
 }
 
 /// Feeds `first` and whatever else is already queued (up to [`MAX_BATCH`]
-/// frames) into the socket, flushing once per `write_buffer_bytes` of frames.
-///
-/// Why a byte budget: tungstenite's output buffer never shrinks, so a batch
-/// that once held a `welcome` plus a few presence updates would stay resident
-/// for the life of an idle connection. Flushing before the budget is exceeded
-/// keeps that buffer at the budget or the largest single frame, whichever is
-/// bigger, while a busy connection still writes dozens of frames per call.
+/// frames) into one buffer and writes it with one call per
+/// `write_buffer_bytes`, so a busy connection writes many frames per system
+/// call and a slow one never buffers more than the budget plus one frame.
 async fn write_batch(
-    tx: &mut Sink,
-    first: Utf8Bytes,
+    tx: &mut Writer,
+    first: Bytes,
     mailbox: &mut Mailbox,
     state: &AppState,
-) -> Result<(), axum::Error> {
+) -> std::io::Result<()> {
     let budget = state.config.write_buffer_bytes;
     let mut written = 0;
     let mut next = Some(first);
@@ -572,7 +552,7 @@ async fn write_batch(
         let mut bytes = 0;
         loop {
             bytes += frame.len();
-            tx.feed(Message::Text(frame)).await?;
+            tx.queue_text(&frame);
             written += 1;
             if written >= MAX_BATCH {
                 break;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actorchat_protocol::{validate_name, validate_room};
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use crate::assets;
 use crate::connection;
 use crate::server::AppState;
 use crate::session::default_name;
+use crate::websocket::{Buffers, Upgrade};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -43,7 +44,7 @@ async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     query: Query<JoinQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Upgrade,
 ) -> Response {
     let room = query.room.as_deref().unwrap_or("lobby");
     if let Err(reason) = validate_room(room) {
@@ -78,22 +79,15 @@ async fn websocket(
     let id = state.sessions.next();
     let name = name.unwrap_or_else(|| default_name(id));
     let room = room.to_owned();
-    let config = &state.config;
+    let buffers = Buffers {
+        read: state.config.read_buffer_bytes,
+        max_message: state.config.max_frame_bytes,
+    };
     let tracker = state.connections.clone();
-    upgrade
-        .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.write_buffer_bytes)
-        .max_message_size(config.max_frame_bytes)
-        .max_frame_size(config.max_frame_bytes)
-        .on_failed_upgrade(move |e| warn!(%peer, error = %e, "WebSocket upgrade failed"))
-        .on_upgrade(move |socket| {
-            // Boxed: the session future lives as long as the connection, and
-            // keeping it out of the task's own allocation trims idle memory.
-            tracker.track_future(Box::pin(async move {
-                connection::run(socket, state, id, peer, name, room).await;
-                drop(permit);
-            }))
-        })
+    upgrade.on_upgrade(&tracker, buffers, move |reader, writer| async move {
+        connection::run(reader, writer, state, id, peer, name, room).await;
+        drop(permit);
+    })
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {

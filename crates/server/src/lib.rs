@@ -26,6 +26,7 @@ pub mod registry;
 pub mod room;
 pub mod server;
 pub mod session;
+pub mod websocket;
 
 pub use config::Config;
 pub use server::{RunningServer, StartError, raise_fd_limit, start};

@@ -24,7 +24,7 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 
 /// Why a room removed a member.
@@ -46,7 +46,7 @@ pub enum Undeliverable {
 /// What the connection finds in its mailbox.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
-    Frame(Utf8Bytes),
+    Frame(Bytes),
     /// The room removed this member; takes precedence over queued frames.
     Kicked(Kick),
     /// The room dropped its handle without a kick: the room actor died.
@@ -63,7 +63,7 @@ struct Shared {
 }
 
 struct State {
-    queue: VecDeque<Utf8Bytes>,
+    queue: VecDeque<Bytes>,
     capacity: usize,
     kick: Option<Kick>,
     handle_dropped: bool,
@@ -111,9 +111,9 @@ pub fn mailbox(capacity: usize) -> (MemberHandle, Mailbox) {
 }
 
 impl MemberHandle {
-    /// Queues a frame without waiting. Cloning [`Utf8Bytes`] only bumps a
+    /// Queues a frame without waiting. Cloning [`Bytes`] only bumps a
     /// reference count: every member shares the one encoding.
-    pub fn offer(&self, frame: &Utf8Bytes) -> Result<(), Undeliverable> {
+    pub fn offer(&self, frame: &Bytes) -> Result<(), Undeliverable> {
         {
             let mut state = self.shared.lock();
             if state.mailbox_dropped {
@@ -175,7 +175,7 @@ impl Mailbox {
 
     /// The next queued frame, if there is one (no kick check: the caller is
     /// draining a batch and will see a kick at its next `recv`).
-    pub fn try_recv(&mut self) -> Option<Utf8Bytes> {
+    pub fn try_recv(&mut self) -> Option<Bytes> {
         let mut state = self.shared.lock();
         let frame = state.queue.pop_front();
         shrink_if_drained(&mut state.queue);
@@ -202,7 +202,7 @@ impl Drop for Mailbox {
 }
 
 /// Gives back the memory of a burst once the queue is empty again.
-fn shrink_if_drained(queue: &mut VecDeque<Utf8Bytes>) {
+fn shrink_if_drained(queue: &mut VecDeque<Bytes>) {
     if queue.is_empty() && queue.capacity() > SHRINK_ABOVE {
         *queue = VecDeque::new();
     }
@@ -213,8 +213,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn frame(s: &'static str) -> Utf8Bytes {
-        Utf8Bytes::from_static(s)
+    fn frame(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ use actorchat_protocol::{
     CalcResult, ChatMessage, Limits, MAX_PARTICIPANTS_LISTED, Rename, RoomUpdate, ServerFrame,
     Welcome,
 };
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{debug, warn};
 
@@ -241,7 +241,7 @@ impl RoomState {
             participants,
             limits: self.settings.limits,
         });
-        if member.offer(&Utf8Bytes::from(welcome.to_json())).is_err() {
+        if member.offer(&Bytes::from(welcome.to_json())).is_err() {
             return; // already gone
         }
         self.members.insert(
@@ -321,7 +321,7 @@ impl RoomState {
     /// Encodes `frame` once and offers it to every member. Members whose
     /// queue is full are removed and told they are slow consumers.
     fn broadcast(&mut self, myself: &ActorRef<RoomMsg>, frame: &ServerFrame) {
-        let bytes = Utf8Bytes::from(frame.to_json());
+        let bytes = Bytes::from(frame.to_json());
         let mut delivered = 0u64;
         let mut dropped: Vec<(SessionId, Undeliverable)> = Vec::new();
         for (id, member) in &self.members {

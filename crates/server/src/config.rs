@@ -45,15 +45,14 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_ROOM_IDLE_SECS", default_value_t = 60)]
     pub room_idle_secs: u64,
 
-    /// WebSocket read buffer per connection, in bytes. Small on purpose:
-    /// tungstenite's default (128 KiB) would stay resident for every client.
+    /// Bytes reserved for each socket read. Small on purpose: an idle
+    /// connection keeps this much allocated while it waits.
     #[arg(long, env = "ACTORCHAT_READ_BUFFER_BYTES", default_value_t = 512)]
     pub read_buffer_bytes: usize,
 
-    /// Most bytes of queued frames written (and flushed) in one batch. The
-    /// write buffer keeps its largest size for the life of a connection, so
-    /// this bounds idle memory; a busy connection still writes many frames
-    /// per call.
+    /// Most bytes of queued frames written in one system call; a busy
+    /// connection writes many frames per call, a slow one never buffers more
+    /// than this plus one frame.
     #[arg(long, env = "ACTORCHAT_WRITE_BUFFER_BYTES", default_value_t = 4096)]
     pub write_buffer_bytes: usize,
 

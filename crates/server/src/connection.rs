@@ -14,9 +14,9 @@
 //! Bad input gets an `error` frame to this client only and the connection
 //! stays usable; binary frames, oversize frames and sustained abuse close it.
 //!
-//! Outbound: frames queued by the room are drained in batches, fed into the
-//! WebSocket and flushed once per batch, so a busy connection makes one
-//! write per batch rather than one per frame.
+//! Outbound: frames queued by the room are drained in batches and encoded
+//! into one buffer, so a busy connection makes one write per batch rather
+//! than one per frame.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -18,7 +18,9 @@ pub mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use actorchat_protocol::{CalcResult, CalcStatus};
 
 pub use scheduler::{CalcScheduler, SchedulerArgs, SchedulerMsg, Work};
 pub use store::ResultStore;
@@ -57,4 +59,31 @@ impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
     }
+}
+
+/// A result that carries no value (refused, stopped, failed or lost), with
+/// the sentence that says why. `elapsed` is the time spent computing: zero
+/// for a calculation that never ran.
+pub fn result_without_value(
+    id: String,
+    expr: String,
+    status: CalcStatus,
+    elapsed: Duration,
+    reason: impl Into<String>,
+) -> CalcResult {
+    CalcResult {
+        id,
+        expr,
+        status,
+        value: None,
+        digits: None,
+        truncated: false,
+        elapsed_ms: millis(elapsed),
+        reason: Some(reason.into()),
+    }
+}
+
+/// Whole milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

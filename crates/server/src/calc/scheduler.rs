@@ -19,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actorchat_calc::{Limits, Rejection, Request, abbreviate, admit};
 use actorchat_protocol::{CalcResult, CalcStatus};
@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::calculator::{Calculator, CalculatorArgs, Finished, Outcome};
-use super::{CancelFlag, ResultStore};
+use super::{CancelFlag, ResultStore, millis, result_without_value};
 use crate::metrics::{CalcEnd, Metrics};
 
 pub type JobId = u64;
@@ -86,7 +86,6 @@ struct Job {
     peak_bytes: u64,
     cancel: Arc<CancelFlag>,
     reply: oneshot::Sender<CalcResult>,
-    submitted: Instant,
 }
 
 struct Running {
@@ -170,10 +169,11 @@ impl Actor for CalcScheduler {
                     running.job.cancel.cancel();
                     state.release(&running.job);
                     state.args.metrics.calc.ended(CalcEnd::Error);
-                    let result = running
-                        .job
-                        .result(CalcStatus::Error, Duration::ZERO)
-                        .reason("The calculator failed unexpectedly; the server carries on.");
+                    let result = running.job.without_value(
+                        CalcStatus::Error,
+                        Duration::ZERO,
+                        "The calculator failed unexpectedly; the server carries on.",
+                    );
                     let _ = running.job.reply.send(result);
                 }
                 state.start_queued(&myself).await;
@@ -195,9 +195,13 @@ impl SchedulerState {
         self.next_job += 1;
         let id = self.next_job;
         let rejected = |reason: String| {
-            let mut result = empty_result(id, expr.clone(), CalcStatus::Rejected);
-            result.reason = Some(reason);
-            result
+            result_without_value(
+                calc_id(id),
+                expr.clone(),
+                CalcStatus::Rejected,
+                Duration::ZERO,
+                reason,
+            )
         };
         let request = match work {
             Work::Refused(rejection) => {
@@ -236,7 +240,6 @@ impl SchedulerState {
             peak_bytes: estimate.peak_bytes,
             cancel,
             reply,
-            submitted: Instant::now(),
         };
         if self.queue.is_empty() && self.fits(&job) {
             self.start(myself, job).await;
@@ -255,7 +258,7 @@ impl SchedulerState {
                 self.running.len(),
                 self.queue.len()
             );
-            let result = job.result(CalcStatus::Busy, Duration::ZERO).reason(reason);
+            let result = job.without_value(CalcStatus::Busy, Duration::ZERO, reason);
             let _ = job.reply.send(result);
         }
     }
@@ -315,9 +318,11 @@ impl SchedulerState {
             Err(e) => {
                 error!(error = %e, "cannot start a calculator");
                 self.args.metrics.calc.ended(CalcEnd::Error);
-                let result = job
-                    .result(CalcStatus::Error, Duration::ZERO)
-                    .reason("The server could not start a calculator; try again.");
+                let result = job.without_value(
+                    CalcStatus::Error,
+                    Duration::ZERO,
+                    "The server could not start a calculator; try again.",
+                );
                 let _ = job.reply.send(result);
             }
         }
@@ -349,10 +354,16 @@ impl SchedulerState {
                 metrics.ended(CalcEnd::Ok);
                 metrics.compute_seconds.observe(finished.elapsed);
                 let shown = abbreviate(&value, self.args.display_digits);
-                let mut result = job.result(CalcStatus::Ok, finished.elapsed);
-                result.digits = Some(shown.digits as u64);
-                result.truncated = shown.truncated;
-                result.value = Some(shown.text);
+                let result = CalcResult {
+                    id: calc_id(job.id),
+                    expr: job.expr.clone(),
+                    status: CalcStatus::Ok,
+                    value: Some(shown.text),
+                    digits: Some(shown.digits as u64),
+                    truncated: shown.truncated,
+                    elapsed_ms: millis(finished.elapsed),
+                    reason: None,
+                };
                 self.args
                     .store
                     .insert(result.id.clone(), Bytes::from(value));
@@ -361,12 +372,12 @@ impl SchedulerState {
             Outcome::TimedOut => {
                 metrics.ended(CalcEnd::Timeout);
                 let limit = self.args.limits.timeout;
-                job.result(CalcStatus::Timeout, finished.elapsed)
-                    .reason(format!(
-                        "{} did not finish within the {} ms limit and was stopped.",
-                        job.expr,
-                        limit.as_millis()
-                    ))
+                let reason = format!(
+                    "{} did not finish within the {} ms limit and was stopped.",
+                    job.expr,
+                    limit.as_millis()
+                );
+                job.without_value(CalcStatus::Timeout, finished.elapsed, reason)
             }
             Outcome::Cancelled => {
                 metrics.ended(CalcEnd::Cancelled);
@@ -380,8 +391,11 @@ impl SchedulerState {
             Outcome::Failed(panic) => {
                 metrics.ended(CalcEnd::Error);
                 error!(job = id, expr = %job.expr, panic = %panic, "calculation panicked");
-                job.result(CalcStatus::Error, finished.elapsed)
-                    .reason("The calculation failed unexpectedly; the server carries on.")
+                job.without_value(
+                    CalcStatus::Error,
+                    finished.elapsed,
+                    "The calculation failed unexpectedly; the server carries on.",
+                )
             }
         };
         let _ = job.reply.send(result);
@@ -389,38 +403,17 @@ impl SchedulerState {
 }
 
 impl Job {
-    fn result(&self, status: CalcStatus, elapsed: Duration) -> CalcResult {
-        let mut result = empty_result(self.id, self.expr.clone(), status);
-        result.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        if status == CalcStatus::Busy {
-            result.elapsed_ms =
-                u64::try_from(self.submitted.elapsed().as_millis()).unwrap_or(u64::MAX);
-        }
-        result
+    fn without_value(
+        &self,
+        status: CalcStatus,
+        elapsed: Duration,
+        reason: impl Into<String>,
+    ) -> CalcResult {
+        result_without_value(calc_id(self.id), self.expr.clone(), status, elapsed, reason)
     }
 }
 
-fn empty_result(id: JobId, expr: String, status: CalcStatus) -> CalcResult {
-    CalcResult {
-        id: format!("c{id}"),
-        expr,
-        status,
-        value: None,
-        digits: None,
-        truncated: false,
-        elapsed_ms: 0,
-        reason: None,
-    }
-}
-
-/// `result.reason(...)` reads better than building the struct by hand.
-trait WithReason {
-    fn reason(self, reason: impl Into<String>) -> Self;
-}
-
-impl WithReason for CalcResult {
-    fn reason(mut self, reason: impl Into<String>) -> Self {
-        self.reason = Some(reason.into());
-        self
-    }
+/// The `id` of a calculation's result, also its `/calc/{id}` path.
+fn calc_id(job: JobId) -> String {
+    format!("c{job}")
 }

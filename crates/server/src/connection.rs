@@ -35,7 +35,7 @@ use ractor::rpc::CallResult;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::calc::{CancelFlag, CancelOnDrop, SchedulerMsg, Work};
+use crate::calc::{CancelFlag, CancelOnDrop, SchedulerMsg, Work, result_without_value};
 use crate::clock::unix_millis;
 use crate::mailbox::{Delivery, Kick, Mailbox, mailbox};
 use crate::rate_limit::TokenBucket;
@@ -145,13 +145,7 @@ pub async fn run(
             debug!(session = id, ?exit, "session ended");
             exit
         }
-        Err(why) => {
-            warn!(session = id, room = %room, error = why, "could not join room; closing");
-            Exit::Close(
-                close_code::INTERNAL_ERROR,
-                "The room is unavailable; try again.",
-            )
-        }
+        Err(exit) => exit,
     };
     if let Exit::Close(code, reason) = exit {
         let _ = tokio::time::timeout(Duration::from_secs(1), writer.close(code, reason)).await;
@@ -166,7 +160,7 @@ async fn join_room(
     id: SessionId,
     name: &str,
     room: &str,
-) -> Result<(ActorRef<RoomMsg>, Mailbox), &'static str> {
+) -> Result<(ActorRef<RoomMsg>, Mailbox), Exit> {
     for attempt in 0..3u64 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
@@ -200,7 +194,14 @@ async fn join_room(
             return Ok((room_ref, mailbox));
         }
     }
-    Err("registry or room did not answer")
+    warn!(
+        session = id,
+        room, "could not join room: the registry or the room did not answer; closing"
+    );
+    Err(Exit::Close(
+        close_code::INTERNAL_ERROR,
+        "The room is unavailable; try again.",
+    ))
 }
 
 impl Session {
@@ -456,20 +457,11 @@ impl Session {
     async fn rejoin(&mut self, state: &AppState) -> Result<(), Exit> {
         let stale = self.mailbox.len() as i64;
         state.metrics.outbound_queue_depth.fetch_sub(stale, Relaxed);
-        match Box::pin(join_room(state, self.id, &self.name, &self.room_name)).await {
-            Ok((room, mailbox)) => {
-                self.room = room;
-                self.mailbox = mailbox;
-                Ok(())
-            }
-            Err(why) => {
-                warn!(session = self.id, room = %self.room_name, error = why, "could not join room; closing");
-                Err(Exit::Close(
-                    close_code::INTERNAL_ERROR,
-                    "The room is unavailable; try again.",
-                ))
-            }
-        }
+        let (room, mailbox) =
+            Box::pin(join_room(state, self.id, &self.name, &self.room_name)).await?;
+        self.room = room;
+        self.mailbox = mailbox;
+        Ok(())
     }
 
     /// Writes a frame meant for this client only (pong, error).
@@ -523,16 +515,13 @@ async fn calc_result(
 
 /// The result when the scheduler dropped a request (it stopped or failed).
 fn lost_calc(expr: &str) -> CalcResult {
-    CalcResult {
-        id: String::new(),
-        expr: expr.to_owned(),
-        status: CalcStatus::Error,
-        value: None,
-        digits: None,
-        truncated: false,
-        elapsed_ms: 0,
-        reason: Some("The calculation service is unavailable; try again.".into()),
-    }
+    result_without_value(
+        String::new(),
+        expr.to_owned(),
+        CalcStatus::Error,
+        Duration::ZERO,
+        "The calculation service is unavailable; try again.",
+    )
 }
 
 /// Feeds `first` and whatever else is already queued (up to [`MAX_BATCH`]

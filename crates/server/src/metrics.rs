@@ -307,7 +307,7 @@ impl Metrics {
                 rss,
             );
         }
-        if let Some(cpu) = cpu_seconds() {
+        if let Some(cpu) = cpu_seconds_of("self") {
             metric(
                 &mut out,
                 "process_cpu_seconds_total",
@@ -329,9 +329,10 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std:
     let _ = writeln!(out, "{name} {value}");
 }
 
-/// utime + stime from `/proc/self/stat` (Linux); `None` elsewhere.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// utime + stime of a process (`"self"` or a PID) from `/proc/<pid>/stat`
+/// (Linux), in seconds; `None` elsewhere.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces; fields after it are plain.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();

@@ -259,10 +259,15 @@ impl RoomState {
     fn leave(&mut self, myself: &ActorRef<RoomMsg>, session: SessionId) {
         if let Some(m) = self.members.remove(&session) {
             self.note_left(session, m.name, m.announced);
-            self.schedule_presence(myself);
-            if self.members.is_empty() {
-                self.schedule_idle_check(myself);
-            }
+            self.members_left(myself);
+        }
+    }
+
+    /// After members left: announce it, and start the idle clock if nobody is left.
+    fn members_left(&mut self, myself: &ActorRef<RoomMsg>) {
+        self.schedule_presence(myself);
+        if self.members.is_empty() {
+            self.schedule_idle_check(myself);
         }
     }
 
@@ -352,10 +357,7 @@ impl RoomState {
             }
             self.note_left(id, member.name, member.announced);
         }
-        self.schedule_presence(myself);
-        if self.members.is_empty() {
-            self.schedule_idle_check(myself);
-        }
+        self.members_left(myself);
     }
 
     /// Sends the pending update now if the interval since the last one has

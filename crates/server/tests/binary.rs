@@ -57,11 +57,7 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = &stat[stat.rfind(')').unwrap() + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / rustix::param::clock_ticks_per_second() as f64
+    actorchat::metrics::cpu_seconds_of(&pid.to_string()).expect("the server's /proc stat")
 }
 
 #[tokio::test]

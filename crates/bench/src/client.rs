@@ -6,16 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use actorchat_protocol::{ServerFrame, Welcome};
-use futures_util::StreamExt;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{self, Message, protocol::WebSocketConfig};
+use tokio::net::TcpSocket;
 
 use crate::limits::ClientLimit;
 use crate::target::Target;
-
-/// An open client connection.
-pub type Ws = WebSocketStream<TcpStream>;
+use crate::websocket::{Incoming, Ws, WsError};
 
 /// Why one client could not join. Counted per kind in the summary.
 #[derive(Debug, thiserror::Error)]
@@ -77,29 +72,21 @@ fn io_error(e: io::Error) -> ConnectError {
     }
 }
 
-/// WebSocket settings for tens of thousands of clients in one process:
-/// tungstenite's default read buffer is 128 KiB per connection.
-pub fn ws_config(read_buffer: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(read_buffer)
-        // 0: frames are written as they are sent, no buffer is kept around.
-        .write_buffer_size(0)
-        .max_message_size(Some(1 << 20))
-        .max_frame_size(Some(1 << 20))
-}
-
 /// Connects one client, optionally from `source`, and waits for its `welcome`.
 pub async fn connect(
     target: &Target,
     source: Option<IpAddr>,
     name: &str,
     room: &str,
-    config: WebSocketConfig,
+    read_buffer: usize,
     timeout: Duration,
 ) -> Result<(Ws, Welcome), ConnectError> {
-    tokio::time::timeout(timeout, connect_inner(target, source, name, room, config))
-        .await
-        .unwrap_or(Err(ConnectError::Timeout))
+    tokio::time::timeout(
+        timeout,
+        connect_inner(target, source, name, room, read_buffer),
+    )
+    .await
+    .unwrap_or(Err(ConnectError::Timeout))
 }
 
 async fn connect_inner(
@@ -107,7 +94,7 @@ async fn connect_inner(
     source: Option<IpAddr>,
     name: &str,
     room: &str,
-    config: WebSocketConfig,
+    read_buffer: usize,
 ) -> Result<(Ws, Welcome), ConnectError> {
     let socket = match target.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -119,36 +106,30 @@ async fn connect_inner(
     }
     let stream = socket.connect(target.addr).await.map_err(io_error)?;
     stream.set_nodelay(true).map_err(io_error)?;
-    let url = target.ws_url(name, room);
-    let (mut ws, _response) =
-        tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-            .await
-            .map_err(|e| match e {
-                tungstenite::Error::Io(e) => io_error(e),
-                tungstenite::Error::Http(response) => {
-                    ConnectError::Http(response.status().as_u16())
-                }
-                other => ConnectError::Handshake(other.to_string()),
-            })?;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => {
-                return match serde_json::from_str::<ServerFrame>(text.as_str()) {
-                    Ok(ServerFrame::Welcome(welcome)) => Ok((ws, welcome)),
-                    Ok(_) => Err(ConnectError::NoWelcome(truncate(text.as_str()))),
-                    Err(e) => Err(ConnectError::NoWelcome(e.to_string())),
-                };
-            }
-            Some(Ok(Message::Close(frame))) => {
-                return Err(ConnectError::ClosedEarly(
-                    frame.map(|f| u16::from(f.code)).unwrap_or(1005),
-                ));
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(tungstenite::Error::Io(e))) => return Err(io_error(e)),
-            Some(Err(e)) => return Err(ConnectError::Handshake(e.to_string())),
-            None => return Err(ConnectError::ClosedEarly(1006)),
+    let path = target.ws_path(name, room);
+    let mut ws = Ws::handshake(stream, &target.authority, &path, read_buffer)
+        .await
+        .map_err(ws_error)?;
+    let welcome = match ws.recv().await.map_err(ws_error)? {
+        Incoming::Text(text) => match serde_json::from_str::<ServerFrame>(text) {
+            Ok(ServerFrame::Welcome(welcome)) => welcome,
+            Ok(_) => return Err(ConnectError::NoWelcome(truncate(text))),
+            Err(e) => return Err(ConnectError::NoWelcome(e.to_string())),
+        },
+        Incoming::Close(code) => return Err(ConnectError::ClosedEarly(code)),
+        Incoming::Ping(_) | Incoming::Other => {
+            return Err(ConnectError::NoWelcome("a control or binary frame".into()));
         }
+    };
+    Ok((ws, welcome))
+}
+
+fn ws_error(e: WsError) -> ConnectError {
+    match e {
+        WsError::Io(e) => io_error(e),
+        WsError::Eof => ConnectError::ClosedEarly(1006),
+        WsError::Http(code) => ConnectError::Http(code),
+        other => ConnectError::Handshake(other.to_string()),
     }
 }
 

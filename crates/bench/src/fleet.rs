@@ -195,7 +195,7 @@ impl Fleet {
         let shared = Arc::new(FleetShared::default());
         let counters = Arc::new(RampCounters::default());
         let pending = Arc::new(Semaphore::new(plan.max_pending.max(1)));
-        let config = client::ws_config(plan.read_buffer);
+        let read_buffer = plan.read_buffer;
         let timeout = Duration::from_millis(plan.connect_timeout_ms);
 
         let mine: Vec<u32> = (0..plan.total())
@@ -237,7 +237,8 @@ impl Fleet {
             let phases = tx.subscribe();
             tokio::spawn(async move {
                 let counters = task_counters;
-                let result = client::connect(&target, source, &name, &room, config, timeout).await;
+                let result =
+                    client::connect(&target, source, &name, &room, read_buffer, timeout).await;
                 drop(permit);
                 match result {
                     Ok((ws, _welcome)) => {

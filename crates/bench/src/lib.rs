@@ -34,9 +34,11 @@ mod phase;
 mod progress;
 pub mod report;
 mod scenario;
+mod stamp;
 pub mod stats;
 pub mod summary;
 mod target;
+mod websocket;
 mod workers;
 
 use std::process::ExitCode;

@@ -4,26 +4,24 @@
 //! A client is a single task that owns its socket (no split, no extra
 //! tasks): it waits on whichever comes first of a frame from the server, a
 //! new phase, or its next scheduled send. Receiving is the hot path (every
-//! member receives every message), so chat frames are first read through a
-//! borrowed view of the three fields latency needs; anything else, and any
-//! chat frame the view cannot read, is decoded as a full
+//! member receives every message), so a frame is first read for its latency
+//! stamp only ([`stamp`]); anything else is decoded as a full
 //! [`ServerFrame`].
 
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use actorchat_protocol::{CalcStatus, ClientFrame, ErrorCode, ServerFrame};
-use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::Ws;
 use crate::clock;
 use crate::fleet::{FleetShared, Phase};
 use crate::pacing::{Pacer, Schedule};
+use crate::stamp::{self, Stamp};
+use crate::websocket::{Incoming, Ws};
 
 /// How long a calculating client waits for a result before sending the
 /// next expression anyway.
@@ -52,19 +50,6 @@ pub enum Role {
     Chat { index: u32 },
     /// A calculating client in the calculation room.
     Calc { index: u32 },
-}
-
-/// The three fields of a chat frame that latency needs, borrowed from the
-/// frame text. Field names are those of [`actorchat_protocol::ChatMessage`];
-/// a unit test checks this view against frames the protocol crate encodes.
-#[derive(Deserialize)]
-struct ChatView<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(default)]
-    client_id: Option<&'a str>,
-    #[serde(default)]
-    sent_at: Option<u64>,
 }
 
 /// What this client has to send during the current phase.
@@ -163,6 +148,13 @@ pub async fn run(
             let changed = phases.changed();
             tokio::pin!(changed);
             loop {
+                // Frames buffered by the last read (or with the handshake).
+                if handle_buffered(&mut ws, &me, &phase, &mut duties, &shared)
+                    .await
+                    .is_err()
+                {
+                    break 'phases false;
+                }
                 let due = duties.next_due();
                 if due != armed {
                     if let Some(t) = due {
@@ -173,17 +165,7 @@ pub async fn run(
                 tokio::select! {
                     biased;
                     changed = &mut changed => break changed.is_err(),
-                    frame = ws.next() => match frame {
-                        Some(Ok(Message::Text(text))) => on_text(text.as_str(), &me, &phase, &mut duties, &shared),
-                        Some(Ok(Message::Close(frame))) => {
-                            if frame.is_some_and(|f| u16::from(f.code) == actorchat_protocol::close_code::TRY_AGAIN_LATER) {
-                                phase.stats.slow_consumer_closes.fetch_add(1, Relaxed);
-                            }
-                            break 'phases false;
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => break 'phases false,
-                    },
+                    read = ws.read_more() => if read.is_err() { break 'phases false },
                     () = &mut sleep, if armed.is_some() => {
                         armed = None;
                         if send_due(&mut ws, &me, &phase, &mut duties).await.is_err() {
@@ -200,7 +182,7 @@ pub async fn run(
         }
         phase = phases.borrow_and_update().clone();
         if phase.close {
-            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), ws.close()).await;
             break true;
         }
         duties = Duties::for_phase(&me, &phase);
@@ -214,13 +196,49 @@ pub async fn run(
     }
 }
 
-/// Sends everything that is due now (several if this client fell behind).
-async fn send_due(
+/// When a batch of frames arrived: one clock reading stamps them all.
+struct Arrival {
+    unix_us: u64,
+    at: Instant,
+}
+
+/// Handles every complete frame in the read buffer; `Err` when the
+/// connection has ended (a close frame, a protocol error, a failed pong).
+async fn handle_buffered(
     ws: &mut Ws,
     me: &Member,
     phase: &Phase,
     duties: &mut Duties,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    shared: &FleetShared,
+) -> Result<(), ()> {
+    let mut arrival = None;
+    loop {
+        let ping = match ws.next_frame() {
+            Ok(None) => return Ok(()),
+            Ok(Some(Incoming::Text(text))) => {
+                let arrival = arrival.get_or_insert_with(|| Arrival {
+                    unix_us: clock::now_us(),
+                    at: Instant::now(),
+                });
+                on_text(text, arrival, me, phase, duties, shared);
+                continue;
+            }
+            Ok(Some(Incoming::Ping(payload))) => payload.to_vec(),
+            Ok(Some(Incoming::Other)) => continue,
+            Ok(Some(Incoming::Close(code))) => {
+                if code == actorchat_protocol::close_code::TRY_AGAIN_LATER {
+                    phase.stats.slow_consumer_closes.fetch_add(1, Relaxed);
+                }
+                return Err(());
+            }
+            Err(_) => return Err(()),
+        };
+        ws.pong(&ping).await.map_err(drop)?;
+    }
+}
+
+/// Sends everything that is due now (several if this client fell behind).
+async fn send_due(ws: &mut Ws, me: &Member, phase: &Phase, duties: &mut Duties) -> io::Result<()> {
     let now = Instant::now();
     let stats = &phase.stats;
     let id = phase.id();
@@ -271,14 +289,11 @@ async fn send_due(
     Ok(())
 }
 
-async fn send(
-    ws: &mut Ws,
-    frame: &ClientFrame,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+async fn send(ws: &mut Ws, frame: &ClientFrame) -> io::Result<()> {
     // Serializing these frames cannot fail (no maps, no floats); an empty
     // string would be refused by the server and counted there.
     let text = serde_json::to_string(frame).unwrap_or_default();
-    ws.send(Message::text(text)).await
+    ws.send_text(&text).await
 }
 
 /// The phase id of a main-room chat `client_id` (`{phase}.{client}.{seq}`).
@@ -286,33 +301,38 @@ fn chat_phase(client_id: &str) -> Option<u32> {
     client_id.split('.').next()?.parse().ok()
 }
 
-fn on_text(text: &str, me: &Member, phase: &Phase, duties: &mut Duties, shared: &FleetShared) {
-    let now_us = clock::now_us();
+fn on_text(
+    text: &str,
+    arrival: &Arrival,
+    me: &Member,
+    phase: &Phase,
+    duties: &mut Duties,
+    shared: &FleetShared,
+) {
+    let now_us = arrival.unix_us;
     let stats = &phase.stats;
-    if let Ok(view) = serde_json::from_str::<ChatView<'_>>(text) {
-        match view.kind {
-            "chat" => {
-                if let (Some(id), Some(sent_at)) = (view.client_id, view.sent_at)
-                    && let Some(phase_id) = chat_phase(id)
-                {
-                    if phase_id == phase.id() && phase.spec.is_some() {
-                        let second = Instant::now()
-                            .saturating_duration_since(phase.start)
-                            .as_secs() as usize;
-                        stats.record_chat(me.global, second, now_us.saturating_sub(sent_at));
-                    } else {
-                        stats.stale.fetch_add(1, Relaxed);
-                    }
-                    return;
+    match stamp::read(text) {
+        Some(Stamp::Chat {
+            client_id: Some(id),
+            sent_at: Some(sent_at),
+        }) => {
+            if let Some(phase_id) = chat_phase(id) {
+                if phase_id == phase.id() && phase.spec.is_some() {
+                    let second =
+                        arrival.at.saturating_duration_since(phase.start).as_secs() as usize;
+                    stats.record_chat(me.global, second, now_us.saturating_sub(sent_at));
+                } else {
+                    stats.stale.fetch_add(1, Relaxed);
                 }
-            }
-            "room_update" => {
-                shared.room_updates.fetch_add(1, Relaxed);
                 return;
             }
-            "welcome" => return,
-            _ => {}
         }
+        Some(Stamp::Other("room_update")) => {
+            shared.room_updates.fetch_add(1, Relaxed);
+            return;
+        }
+        Some(Stamp::Other("welcome")) => return,
+        _ => {}
     }
     match serde_json::from_str::<ServerFrame>(text) {
         Ok(ServerFrame::Chat(msg)) => {
@@ -361,35 +381,11 @@ fn on_text(text: &str, me: &Member, phase: &Phase, duties: &mut Duties, shared: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actorchat_protocol::ChatMessage;
 
     #[test]
-    fn chat_view_reads_what_the_protocol_writes() {
-        let frame = ServerFrame::Chat(ChatMessage {
-            id: 7,
-            room: "r".into(),
-            author: "a \"quoted\" name".into(),
-            text: "hello \u{1F600} \\ world".into(),
-            client_id: Some("3.12.45".into()),
-            sent_at: Some(1_700_000_000_000_000),
-            server_time: 1_700_000_000_000,
-            calc: None,
-        });
-        let json = frame.to_json();
-        let view: ChatView<'_> = serde_json::from_str(&json).unwrap();
-        assert_eq!(view.kind, "chat");
-        assert_eq!(view.client_id, Some("3.12.45"));
-        assert_eq!(view.sent_at, Some(1_700_000_000_000_000));
+    fn chat_phase_reads_main_room_ids_only() {
         assert_eq!(chat_phase("3.12.45"), Some(3));
         assert_eq!(chat_phase("c3.12.45"), None);
-
-        let other = ServerFrame::Pong(actorchat_protocol::Pong {
-            nonce: 1,
-            server_time: 2,
-        });
-        let json = other.to_json();
-        let view: ChatView<'_> = serde_json::from_str(&json).unwrap();
-        assert_eq!(view.kind, "pong");
     }
 
     #[test]

@@ -50,11 +50,8 @@ impl Target {
     }
 
     /// The WebSocket URL for one client.
-    pub fn ws_url(&self, name: &str, room: &str) -> String {
-        format!(
-            "ws://{}{}/ws?name={name}&room={room}",
-            self.authority, self.prefix
-        )
+    pub fn ws_path(&self, name: &str, room: &str) -> String {
+        format!("{}/ws?name={name}&room={room}", self.prefix)
     }
 
     /// The path of the Prometheus endpoint.

@@ -46,8 +46,6 @@ use crate::session::SessionId;
 use crate::websocket::frame::FrameError;
 use crate::websocket::{Incoming, ReadError, Reader, Writer};
 
-/// Most queued frames written per flush; bounds how long one batch holds the task.
-const MAX_BATCH: usize = 256;
 /// A write that makes no progress for this long means the peer is gone or
 /// not reading; the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -178,7 +176,7 @@ async fn join_room(
         let Ok(CallResult::Success(room_ref)) = lookup else {
             continue;
         };
-        let (member, mailbox) = mailbox(state.config.outbound_queue);
+        let (member, mailbox) = mailbox(state.config.outbound_queue, state.config.write_buffer_bytes);
         let joined = room_ref
             .call(
                 |reply| RoomMsg::Join {
@@ -218,8 +216,8 @@ impl Session {
                 () = &mut shutdown => return Exit::Close(close_code::GOING_AWAY, "The server is shutting down."),
                 result = calc_result(&mut self.pending_calc) => self.on_calc_result(state, result),
                 delivery = self.mailbox.recv() => match delivery {
-                    Delivery::Frame(first) => {
-                        let write = write_batch(tx, first, &mut self.mailbox, state);
+                    Delivery::Frames(frames) => {
+                        let write = write_batch(tx, &frames, state);
                         tokio::select! {
                             result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
                                 Ok(Ok(())) => {}
@@ -524,43 +522,17 @@ fn lost_calc(expr: &str) -> CalcResult {
     )
 }
 
-/// Feeds `first` and whatever else is already queued (up to [`MAX_BATCH`]
-/// frames) into one buffer and writes it with one call per
-/// `write_buffer_bytes`, so a busy connection writes many frames per system
-/// call and a slow one never buffers more than the budget plus one frame.
-async fn write_batch(
-    tx: &mut Writer,
-    first: Bytes,
-    mailbox: &mut Mailbox,
-    state: &AppState,
-) -> std::io::Result<()> {
-    let budget = state.config.write_buffer_bytes;
-    let mut written = 0;
-    let mut next = Some(first);
-    while let Some(mut frame) = next.take() {
-        let mut bytes = 0;
-        loop {
-            bytes += frame.len();
-            tx.queue_text(&frame);
-            written += 1;
-            if written >= MAX_BATCH {
-                break;
-            }
-            match mailbox.try_recv() {
-                Some(more) if bytes + more.len() <= budget => frame = more,
-                Some(more) => {
-                    next = Some(more);
-                    break;
-                }
-                None => break,
-            }
-        }
-        tx.flush().await?;
-    }
+/// Writes a batch of frames with one call (more only if the socket takes it
+/// in parts), so a busy connection writes many frames per system call; the
+/// mailbox sizes batches to `write_buffer_bytes`, so a slow connection never
+/// buffers more than that plus one frame.
+async fn write_batch(tx: &mut Writer, frames: &[Bytes], state: &AppState) -> std::io::Result<()> {
+    tx.queue_texts(frames);
+    tx.flush().await?;
     let metrics = &state.metrics;
     metrics
         .outbound_queue_depth
-        .fetch_sub(written as i64, Relaxed);
-    metrics.frames_out.fetch_add(written as u64, Relaxed);
+        .fetch_sub(frames.len() as i64, Relaxed);
+    metrics.frames_out.fetch_add(frames.len() as u64, Relaxed);
     Ok(())
 }

@@ -46,7 +46,9 @@ pub enum Undeliverable {
 /// What the connection finds in its mailbox.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
-    Frame(Bytes),
+    /// The oldest queued frames, taken under one lock: as many as fit in the
+    /// batch budget, and always at least one.
+    Frames(Vec<Bytes>),
     /// The room removed this member; takes precedence over queued frames.
     Kicked(Kick),
     /// The room dropped its handle without a kick: the room actor died.
@@ -55,6 +57,8 @@ pub enum Delivery {
 
 /// A queue that grew past this many slots is shrunk back once drained.
 const SHRINK_ABOVE: usize = 64;
+/// Most frames handed out in one [`Delivery::Frames`].
+const MAX_BATCH: usize = 256;
 
 struct Shared {
     state: Mutex<State>,
@@ -88,10 +92,13 @@ pub struct MemberHandle {
 /// The connection's end.
 pub struct Mailbox {
     shared: Arc<Shared>,
+    /// Most bytes of frames handed out in one batch (beyond the first).
+    batch_bytes: usize,
 }
 
-/// Makes a mailbox holding at most `capacity` frames.
-pub fn mailbox(capacity: usize) -> (MemberHandle, Mailbox) {
+/// Makes a mailbox holding at most `capacity` frames, handing them out in
+/// batches of at most `batch_bytes` (but always at least one frame).
+pub fn mailbox(capacity: usize, batch_bytes: usize) -> (MemberHandle, Mailbox) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             queue: VecDeque::new(),
@@ -106,7 +113,10 @@ pub fn mailbox(capacity: usize) -> (MemberHandle, Mailbox) {
         MemberHandle {
             shared: shared.clone(),
         },
-        Mailbox { shared },
+        Mailbox {
+            shared,
+            batch_bytes,
+        },
     )
 }
 
@@ -166,20 +176,23 @@ impl Mailbox {
         if let Some(kick) = state.kick {
             return Some(Delivery::Kicked(kick));
         }
-        if let Some(frame) = state.queue.pop_front() {
+        if !state.queue.is_empty() {
+            let mut bytes = 0;
+            let take = state
+                .queue
+                .iter()
+                .take(MAX_BATCH)
+                .take_while(|frame| {
+                    bytes += frame.len();
+                    bytes <= self.batch_bytes
+                })
+                .count()
+                .max(1);
+            let frames = state.queue.drain(..take).collect();
             shrink_if_drained(&mut state.queue);
-            return Some(Delivery::Frame(frame));
+            return Some(Delivery::Frames(frames));
         }
         state.handle_dropped.then_some(Delivery::Closed)
-    }
-
-    /// The next queued frame, if there is one (no kick check: the caller is
-    /// draining a batch and will see a kick at its next `recv`).
-    pub fn try_recv(&mut self) -> Option<Bytes> {
-        let mut state = self.shared.lock();
-        let frame = state.queue.pop_front();
-        shrink_if_drained(&mut state.queue);
-        frame
     }
 
     /// Frames waiting.
@@ -217,22 +230,50 @@ mod tests {
         Bytes::from_static(s.as_bytes())
     }
 
+    fn frames(list: &[&'static str]) -> Delivery {
+        Delivery::Frames(list.iter().map(|s| frame(s)).collect())
+    }
+
     #[tokio::test]
     async fn frames_arrive_in_order_and_a_full_queue_is_reported() {
-        let (member, mut mailbox) = mailbox(2);
+        let (member, mut mailbox) = mailbox(2, 1024);
         assert_eq!(member.offer(&frame("a")), Ok(()));
         assert_eq!(member.offer(&frame("b")), Ok(()));
         assert_eq!(member.offer(&frame("c")), Err(Undeliverable::Full));
         assert_eq!(mailbox.len(), 2);
-        assert_eq!(mailbox.recv().await, Delivery::Frame(frame("a")));
-        assert_eq!(mailbox.try_recv(), Some(frame("b")));
-        assert_eq!(mailbox.try_recv(), None);
+        assert_eq!(mailbox.recv().await, frames(&["a", "b"]));
         assert!(mailbox.is_empty());
     }
 
     #[tokio::test]
+    async fn batches_stop_at_the_byte_budget_but_take_at_least_one_frame() {
+        let (member, mut mailbox) = mailbox(10, 5);
+        for f in ["abc", "de", "f", "0123456789", "g"] {
+            member.offer(&frame(f)).unwrap();
+        }
+        assert_eq!(mailbox.recv().await, frames(&["abc", "de"]));
+        assert_eq!(mailbox.recv().await, frames(&["f"]));
+        assert_eq!(mailbox.recv().await, frames(&["0123456789"]));
+        assert_eq!(mailbox.recv().await, frames(&["g"]));
+        assert!(mailbox.is_empty());
+    }
+
+    #[tokio::test]
+    async fn batches_stop_at_the_frame_limit() {
+        let (member, mut mailbox) = mailbox(1000, usize::MAX);
+        for _ in 0..MAX_BATCH + 1 {
+            member.offer(&frame("x")).unwrap();
+        }
+        let Delivery::Frames(batch) = mailbox.recv().await else {
+            panic!("expected frames");
+        };
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(mailbox.recv().await, frames(&["x"]));
+    }
+
+    #[tokio::test]
     async fn a_kick_comes_before_queued_frames() {
-        let (member, mut mailbox) = mailbox(4);
+        let (member, mut mailbox) = mailbox(4, 1024);
         member.offer(&frame("a")).unwrap();
         member.kick(Kick::SlowConsumer);
         assert_eq!(mailbox.recv().await, Delivery::Kicked(Kick::SlowConsumer));
@@ -240,23 +281,23 @@ mod tests {
 
     #[tokio::test]
     async fn dropping_the_handle_closes_after_the_queue_drains() {
-        let (member, mut mailbox) = mailbox(4);
+        let (member, mut mailbox) = mailbox(4, 1024);
         member.offer(&frame("a")).unwrap();
         drop(member);
-        assert_eq!(mailbox.recv().await, Delivery::Frame(frame("a")));
+        assert_eq!(mailbox.recv().await, frames(&["a"]));
         assert_eq!(mailbox.recv().await, Delivery::Closed);
     }
 
     #[tokio::test]
     async fn a_dropped_mailbox_is_gone() {
-        let (member, mailbox) = mailbox(2);
+        let (member, mailbox) = mailbox(2, 1024);
         drop(mailbox);
         assert_eq!(member.offer(&frame("a")), Err(Undeliverable::Gone));
     }
 
     #[tokio::test]
     async fn a_waiting_connection_is_woken() {
-        let (member, mut mailbox) = mailbox(2);
+        let (member, mut mailbox) = mailbox(2, 1024);
         let waiter = tokio::spawn(async move { mailbox.recv().await });
         tokio::time::sleep(Duration::from_millis(10)).await;
         member.offer(&frame("late")).unwrap();
@@ -264,16 +305,18 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(got, Delivery::Frame(frame("late")));
+        assert_eq!(got, frames(&["late"]));
     }
 
     #[tokio::test]
     async fn memory_is_given_back_after_a_burst() {
-        let (member, mut mailbox) = mailbox(1000);
+        let (member, mut mailbox) = mailbox(1000, usize::MAX);
         for _ in 0..500 {
             member.offer(&frame("x")).unwrap();
         }
-        while mailbox.try_recv().is_some() {}
+        while !mailbox.is_empty() {
+            mailbox.recv().await;
+        }
         assert!(member.shared.lock().queue.capacity() <= SHRINK_ABOVE);
     }
 }

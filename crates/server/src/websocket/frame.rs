@@ -108,6 +108,9 @@ pub fn parse(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Frame>, Fr
     }))
 }
 
+/// The longest header [`encode`] writes.
+pub const MAX_HEADER: usize = 10;
+
 /// Appends an unmasked, final server frame to `out`.
 pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
     out.push(0x80 | opcode);

@@ -264,6 +264,15 @@ impl Writer {
         frame::encode(&mut self.buf, OP_TEXT, text);
     }
 
+    /// Queues text frames, growing the buffer once for all of them.
+    pub fn queue_texts(&mut self, texts: &[Bytes]) {
+        let bytes: usize = texts.iter().map(|t| frame::MAX_HEADER + t.len()).sum();
+        self.buf.reserve(bytes);
+        for text in texts {
+            self.queue_text(text);
+        }
+    }
+
     /// Writes everything queued with one call (more only if the socket takes
     /// it in parts).
     pub async fn flush(&mut self) -> std::io::Result<()> {

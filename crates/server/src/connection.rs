@@ -176,7 +176,8 @@ async fn join_room(
         let Ok(CallResult::Success(room_ref)) = lookup else {
             continue;
         };
-        let (member, mailbox) = mailbox(state.config.outbound_queue, state.config.write_buffer_bytes);
+        let (member, mailbox) =
+            mailbox(state.config.outbound_queue, state.config.write_buffer_bytes);
         let joined = room_ref
             .call(
                 |reply| RoomMsg::Join {

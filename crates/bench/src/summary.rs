@@ -193,9 +193,7 @@ impl PhaseSummary {
             stale: r.stale,
             max_send_lag_ms: r.max_send_lag_us as f64 / 1000.0,
             server_cpu_seconds: cpu,
-            server_cpu_per_delivery_us: cpu
-                .filter(|_| r.received > 0)
-                .map(|c| c * 1e6 / r.received as f64),
+            server_cpu_per_delivery_us: per_delivery_us(cpu, r.received),
             server_deliveries: delta(
                 before.and_then(|s| s.deliveries),
                 after.and_then(|s| s.deliveries),
@@ -221,6 +219,13 @@ fn ratio(part: u64, whole: u64) -> f64 {
 
 fn per_sec(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+/// Server CPU seconds spread over deliveries, in microseconds each.
+fn per_delivery_us(cpu_seconds: Option<f64>, deliveries: u64) -> Option<f64> {
+    cpu_seconds
+        .filter(|_| deliveries > 0)
+        .map(|c| c * 1e6 / deliveries as f64)
 }
 
 impl Summary {
@@ -273,9 +278,7 @@ impl Summary {
             .chain(std::iter::once(&phase))
             .map(|p| p.server_cpu_seconds)
             .sum();
-        self.server.cpu_per_delivery_us = cpu
-            .filter(|_| self.received_deliveries > 0)
-            .map(|c| c * 1e6 / self.received_deliveries as f64);
+        self.server.cpu_per_delivery_us = per_delivery_us(cpu, self.received_deliveries);
         if phase.rate_limited > 0 {
             self.notes.push(format!(
                 "{}: {} messages were refused with rate_limited (the server allows 20 messages/s \

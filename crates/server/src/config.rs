@@ -52,7 +52,7 @@ pub struct Config {
 
     /// Most bytes of queued frames written in one system call; a busy
     /// connection writes many frames per call, a slow one never buffers more
-    /// than this plus one frame.
+    /// than this (or one frame, if a single frame is larger).
     #[arg(long, env = "ACTORCHAT_WRITE_BUFFER_BYTES", default_value_t = 4096)]
     pub write_buffer_bytes: usize,
 

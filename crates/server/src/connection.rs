@@ -525,8 +525,8 @@ fn lost_calc(expr: &str) -> CalcResult {
 
 /// Writes a batch of frames with one call (more only if the socket takes it
 /// in parts), so a busy connection writes many frames per system call; the
-/// mailbox sizes batches to `write_buffer_bytes`, so a slow connection never
-/// buffers more than that plus one frame.
+/// mailbox sizes batches to `write_buffer_bytes` (or one larger frame), which
+/// bounds what a slow connection buffers.
 async fn write_batch(tx: &mut Writer, frames: &[Bytes], state: &AppState) -> std::io::Result<()> {
     tx.queue_texts(frames);
     tx.flush().await?;

@@ -92,7 +92,8 @@ pub struct MemberHandle {
 /// The connection's end.
 pub struct Mailbox {
     shared: Arc<Shared>,
-    /// Most bytes of frames handed out in one batch (beyond the first).
+    /// Most bytes of frames handed out in one batch; a single frame larger
+    /// than this still goes out, alone.
     batch_bytes: usize,
 }
 

@@ -187,8 +187,27 @@ fn field_error(e: &serde_json::Error, kind: &str) -> DecodeError {
         Category::Syntax | Category::Eof | Category::Io => invalid_json(e),
         Category::Data => DecodeError::new(
             ErrorCode::InvalidField,
-            format!("Bad field in a {kind:?} frame: {}.", strip_position(e)),
+            format!(
+                "Bad field in a {kind:?} frame: {}.",
+                shorten(&strip_position(e), MAX_DETAIL_CHARS)
+            ),
         ),
+    }
+}
+
+/// Longest serde detail quoted in a field error, in characters. serde quotes
+/// a string of the wrong type in full (`invalid type: string "…"`), and the
+/// sentence goes back to the client and into the server's log, so without a
+/// cap it would grow with the frame (found by the `client_frame` fuzz target).
+const MAX_DETAIL_CHARS: usize = 160;
+
+/// `s` cut to `max_chars` characters, with `…` when something was cut.
+fn shorten(s: &str, max_chars: usize) -> Cow<'_, str> {
+    let kept = truncate(s, max_chars);
+    if kept.len() == s.len() {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(format!("{kept}…"))
     }
 }
 
@@ -289,6 +308,31 @@ mod tests {
             "i".repeat(65)
         );
         assert_eq!(code(&id), ErrorCode::InvalidField);
+    }
+
+    /// Regression (fuzzing, `client_frame`): a string where a number belongs
+    /// was quoted in full, so the error sentence grew with the frame.
+    #[test]
+    fn field_errors_do_not_quote_long_input() {
+        let frame = format!(r#"{{"type":"ping","nonce":"{}"}}"#, "x".repeat(1000));
+        let e = decode_client_frame(&frame).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidField);
+        assert!(
+            e.message
+                .starts_with(r#"Bad field in a "ping" frame: invalid type: string"#)
+        );
+        assert!(
+            e.message.ends_with("….") && e.message.chars().count() < 220,
+            "{}",
+            e.message
+        );
+        // Short details are left whole.
+        assert_eq!(
+            decode_client_frame(r#"{"type":"ping","nonce":"7"}"#)
+                .unwrap_err()
+                .message,
+            r#"Bad field in a "ping" frame: invalid type: string "7", expected u64."#
+        );
     }
 
     proptest! {

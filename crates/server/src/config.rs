@@ -69,8 +69,9 @@ pub struct Config {
     pub header_timeout_secs: u64,
 
     /// Most TCP connections in their HTTP phase (not yet upgraded to a
-    /// WebSocket) at once; further ones are closed at once and counted in
-    /// `actorchat_pending_refused_total`.
+    /// WebSocket) at once. One more closes the oldest at once to make room
+    /// (counted in `actorchat_pending_evicted_total`), so stalled sockets
+    /// cannot lock new clients out.
     #[arg(long, env = "ACTORCHAT_MAX_PENDING_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_pending_connections: u64,
 

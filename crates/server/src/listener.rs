@@ -11,16 +11,21 @@
 //!   (hyper's header-read timeout, which also bounds an idle keep-alive
 //!   connection between requests);
 //! - at most `max_pending_connections` TCP connections may be in their HTTP
-//!   phase at once; one more is closed at once, without reading a byte, and
-//!   counted. An upgraded WebSocket leaves the HTTP phase (hyper's connection
-//!   future ends when it hands the socket over) and is counted against
-//!   `max_connections` instead;
+//!   phase at once. When one more arrives, the OLDEST pending connection is
+//!   closed to make room, not the newcomer: a legitimate client sends its
+//!   request within milliseconds, so it is almost never the oldest, while a
+//!   slowloris socket ages at the front of the line. Refusing newcomers
+//!   instead would let 1,024 stalled sockets lock everyone out for a whole
+//!   header timeout. An upgraded WebSocket leaves the HTTP phase (hyper's
+//!   connection future ends when it hands the socket over) and is counted
+//!   against `max_connections` instead;
 //! - accept errors (EMFILE under descriptor exhaustion) back off from 10 ms
 //!   to 1 s instead of spinning.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -29,7 +34,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, warn};
@@ -38,18 +43,16 @@ use crate::server::AppState;
 
 /// Shortest and longest pause after a failed `accept`.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
-/// At most one log line per this interval about refused pending connections.
-const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
+/// At most one log line per this interval about evicted pending connections.
+const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Accepts connections until shutdown begins, then waits for the HTTP
 /// connections in progress (each is asked to finish its current request).
 pub async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>) {
-    let pending = Arc::new(Semaphore::new(
-        usize::try_from(state.config.max_pending_connections).unwrap_or(usize::MAX),
-    ));
+    let pending = Arc::new(Pending::new(state.config.max_pending_connections));
     let http = TaskTracker::new();
     let mut backoff = ACCEPT_BACKOFF.0;
-    let mut refusals = Refusals::default();
+    let mut evictions = EvictionLog::default();
     loop {
         let accepted = tokio::select! {
             () = state.shutdown.cancelled() => break,
@@ -68,31 +71,95 @@ pub async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>) {
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            state.metrics.pending_refused.fetch_add(1, Relaxed);
-            refusals.note(peer, state.config.max_pending_connections);
-            continue; // dropping `tcp` closes it
-        };
+        let (id, evicted) = pending.admit();
+        if evicted {
+            state.metrics.pending_evicted.fetch_add(1, Relaxed);
+            evictions.note(state.config.max_pending_connections);
+        }
         let _ = tcp.set_nodelay(state.config.tcp_nodelay);
         let app = app.clone();
         let state = state.clone();
+        let pending = pending.clone();
         http.spawn(async move {
             state.metrics.pending_connections.fetch_add(1, Relaxed);
-            http_phase(TokioIo::new(tcp), peer, app, &state).await;
+            http_phase(TokioIo::new(tcp), peer, app, &state, id.evicted).await;
+            pending.leave(id.number);
             state.metrics.pending_connections.fetch_sub(1, Relaxed);
-            drop(permit);
         });
     }
     http.close();
     http.wait().await;
 }
 
-/// Serves HTTP on one connection until it closes, times out or is upgraded.
+/// The connections in their HTTP phase, oldest first.
+struct Pending {
+    cap: usize,
+    inner: Mutex<PendingInner>,
+}
+
+struct PendingInner {
+    next: u64,
+    /// Each pending connection's eviction signal, by arrival number.
+    waiting: BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+/// A pending connection's place in line.
+struct PendingId {
+    number: u64,
+    /// Fires when the connection must make room for a newer one.
+    evicted: oneshot::Receiver<()>,
+}
+
+impl Pending {
+    fn new(cap: u64) -> Self {
+        Pending {
+            cap: usize::try_from(cap).unwrap_or(usize::MAX).max(1),
+            inner: Mutex::new(PendingInner {
+                next: 0,
+                waiting: BTreeMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingInner> {
+        // Nothing panics while the lock is held.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits a new connection; at the cap, evicts the oldest first.
+    /// Returns its id and whether someone was evicted.
+    fn admit(&self) -> (PendingId, bool) {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.lock();
+        let evicted = inner.waiting.len() >= self.cap;
+        if evicted && let Some((_, oldest)) = inner.waiting.pop_first() {
+            let _ = oldest.send(());
+        }
+        let number = inner.next;
+        inner.next += 1;
+        inner.waiting.insert(number, tx);
+        (
+            PendingId {
+                number,
+                evicted: rx,
+            },
+            evicted,
+        )
+    }
+
+    fn leave(&self, number: u64) {
+        self.lock().waiting.remove(&number);
+    }
+}
+
+/// Serves HTTP on one connection until it closes, times out, is upgraded or
+/// is evicted to make room for a newer one.
 async fn http_phase(
     io: TokioIo<tokio::net::TcpStream>,
     peer: SocketAddr,
     app: Router,
     state: &AppState,
+    evicted: oneshot::Receiver<()>,
 ) {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
@@ -106,6 +173,10 @@ async fn http_phase(
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
+        Ok(()) = evicted => {
+            debug!(%peer, "evicted from the pending line to make room for a newer connection");
+            return;
+        }
         () = state.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
@@ -131,30 +202,51 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     )
 }
 
-/// Rate-limits the log line about refused connections: a flood of them is
-/// one line a second with a count, not one line each.
+/// Rate-limits the log line about evictions: a flood is one line a second
+/// with a count, not one line each.
 #[derive(Default)]
-struct Refusals {
+struct EvictionLog {
     since_last_log: u64,
     last_log: Option<Instant>,
 }
 
-impl Refusals {
-    fn note(&mut self, peer: SocketAddr, limit: u64) {
+impl EvictionLog {
+    fn note(&mut self, cap: u64) {
         self.since_last_log += 1;
         let now = Instant::now();
         if self
             .last_log
-            .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_INTERVAL)
+            .is_none_or(|t| now.duration_since(t) >= EVICTION_LOG_INTERVAL)
         {
             warn!(
-                %peer,
-                refused = self.since_last_log,
-                limit,
-                "pending-connection cap reached (connections that have not finished their HTTP request); closing new ones at once"
+                evicted = self.since_last_log,
+                cap,
+                "pending-connection cap reached (connections that have not finished their HTTP request, e.g. slowloris); closing the oldest to make room"
             );
             self.since_last_log = 0;
             self.last_log = Some(now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_pending_connection_makes_room() {
+        let pending = Pending::new(2);
+        let (mut first, evicted) = pending.admit();
+        assert!(!evicted);
+        let (mut second, _) = pending.admit();
+        let (mut third, evicted) = pending.admit();
+        assert!(evicted);
+        assert_eq!(first.evicted.try_recv(), Ok(()));
+        assert!(second.evicted.try_recv().is_err());
+        // One that left makes room without evicting anyone.
+        pending.leave(second.number);
+        let (_, evicted) = pending.admit();
+        assert!(!evicted);
+        assert!(third.evicted.try_recv().is_err());
     }
 }

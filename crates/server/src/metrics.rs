@@ -43,9 +43,9 @@ pub struct Metrics {
     pub pings_sent: AtomicU64,
     /// TCP connections still in their HTTP phase (not upgraded, not closed).
     pub pending_connections: AtomicI64,
-    /// TCP connections closed at once because `max_pending_connections` were
-    /// already in their HTTP phase.
-    pub pending_refused: AtomicU64,
+    /// Pending TCP connections closed to make room for a newer one because
+    /// `max_pending_connections` were already in their HTTP phase.
+    pub pending_evicted: AtomicU64,
     /// HTTP connections closed because a request's headers did not arrive
     /// within the header timeout.
     pub header_timeouts: AtomicU64,
@@ -308,9 +308,9 @@ impl Metrics {
                 &self.pings_sent,
             ),
             (
-                "actorchat_pending_refused_total",
-                "TCP connections closed at once at the pending-connection cap.",
-                &self.pending_refused,
+                "actorchat_pending_evicted_total",
+                "Oldest pending (not yet upgraded) connections closed to make room at the cap.",
+                &self.pending_evicted,
             ),
             (
                 "actorchat_header_timeouts_total",

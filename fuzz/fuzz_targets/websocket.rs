@@ -1,26 +1,32 @@
-//! The server's RFC 6455 frame parser, `actorchat::websocket::frame::parse`,
-//! fed an arbitrary byte stream that arrives split at arbitrary points.
+//! The server's inbound WebSocket path without a socket:
+//! `actorchat::websocket::Decoder` (RFC 6455 frame parser, fragment
+//! assembly, fail-fast UTF-8, close-frame validation) fed an arbitrary byte
+//! stream that arrives split at arbitrary points.
 //!
 //! Input layout (so seeds stay readable):
-//! - byte 0 selects the payload limit from [`LIMITS`];
+//! - byte 0 selects the message limit from [`LIMITS`];
 //! - byte 1 selects how the stream is split: `0xFF` feeds it one byte at a
 //!   time; otherwise its low four bits are a count `c`, and the next `c`
 //!   bytes are the lengths of the first `c` reads (0 is an empty read); the
 //!   rest of the stream is one last read;
 //! - everything after that is the stream.
 //!
-//! Checked: the frames and the final state (an error, or the bytes still
-//! waiting) are the same however the stream is split; they match a
-//! straightforward reference reading of RFC 6455 §5.2 over the whole stream;
-//! and every frame respects the limit and the control-frame rules.
+//! Checked: the messages and the final state (the error, or what is still
+//! pending) are the same however the stream is split; they match a
+//! straightforward reference reading of RFC 6455 (§5.2 framing, §5.4
+//! fragmentation, §5.5.1 close bodies, §8.1 UTF-8) over the whole stream;
+//! and the decoder's buffer grows with the bytes that arrive, never with the
+//! length a header announces.
 #![no_main]
 
-use actorchat::websocket::frame::{self, Frame, FrameError};
-use bytes::BytesMut;
+use actorchat::websocket::frame::{CloseError, FrameError};
+use actorchat::websocket::{DecodeError, Decoder, Incoming};
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
-/// Payload limits to try: the edges of the length encodings, small limits
-/// that make oversize frames easy to reach, and the server's own defaults.
+/// Message limits to try: the edges of the length encodings, small limits
+/// that make oversize frames and messages easy to reach, and the server's
+/// default (16 KiB).
 const LIMITS: [usize; 8] = [0, 1, 125, 126, 127, 4096, 16_384, 65_536];
 
 fuzz_target!(|data: &[u8]| {
@@ -34,33 +40,54 @@ fuzz_target!(|data: &[u8]| {
         "the result depends on how the stream is split"
     );
     assert_eq!(
-        whole,
+        whole.summary(),
         reference(stream, limit),
         "differs from the RFC reading"
     );
-    for frame in &whole.frames {
-        assert!(frame.payload.len() <= limit);
-        if frame.opcode >= 0x8 {
-            assert!(frame.fin && frame.payload.len() <= 125);
-        }
-    }
 });
 
-/// What a stream decodes to: its frames, then how it ended.
+/// What a stream decodes to: its messages, then how it ended.
 #[derive(Debug, PartialEq, Eq)]
 struct Outcome {
-    frames: Vec<Frame>,
-    end: End,
+    messages: Vec<Incoming>,
+    end: Result<Pending, DecodeError>,
 }
 
+/// The decoder's state after the last read, when nothing failed.
+#[derive(Debug, PartialEq, Eq)]
+struct Pending {
+    mid_message: bool,
+    buffered: usize,
+}
+
+/// The ending as the reference sees it (errors by the close code they get).
 #[derive(Debug, PartialEq, Eq)]
 enum End {
-    /// No error; this many bytes wait for the rest of a frame.
-    Waiting(usize),
-    /// Refused with 1002.
+    Pending(Pending),
+    /// 1002.
     Protocol,
-    /// Refused with 1009: a frame of this declared size.
+    /// 1009, for a frame or message of this size.
     TooBig(u64),
+    /// 1007.
+    InvalidUtf8,
+    /// A malformed close frame: 1002.
+    BadCloseProtocol,
+    /// A close reason that is not UTF-8: 1007.
+    BadCloseUtf8,
+}
+
+impl Outcome {
+    fn summary(&self) -> (Vec<Incoming>, End) {
+        let end = match &self.end {
+            Ok(pending) => End::Pending(Pending { ..*pending }),
+            Err(DecodeError::Frame(FrameError::Protocol(_))) => End::Protocol,
+            Err(DecodeError::Frame(FrameError::TooBig { size, .. })) => End::TooBig(*size),
+            Err(DecodeError::InvalidUtf8) => End::InvalidUtf8,
+            Err(DecodeError::BadClose(CloseError::Protocol(_))) => End::BadCloseProtocol,
+            Err(DecodeError::BadClose(CloseError::InvalidUtf8)) => End::BadCloseUtf8,
+        };
+        (self.messages.clone(), end)
+    }
 }
 
 /// Splits the input into (limit, reads, whole stream).
@@ -84,50 +111,72 @@ fn layout(data: &[u8]) -> Option<(usize, Vec<&[u8]>, &[u8])> {
     Some((limit, reads, stream))
 }
 
-/// Feeds `reads` one after another, parsing everything each read completes,
-/// the way the server's reader does.
+/// Feeds `reads` one after another, decoding everything each read
+/// completes, the way the server's reader does.
 fn decode(reads: &[&[u8]], limit: usize) -> Outcome {
-    let mut buf = BytesMut::new();
-    let mut frames = Vec::new();
+    let mut decoder = Decoder::new(limit);
+    let mut messages = Vec::new();
+    let mut fed = 0;
     for read in reads {
-        buf.extend_from_slice(read);
+        decoder.buffer().extend_from_slice(read);
+        fed += read.len();
         loop {
-            match frame::parse(&mut buf, limit) {
-                Ok(Some(frame)) => frames.push(frame),
+            match decoder.decode() {
+                Ok(Some(message)) => messages.push(message),
                 Ok(None) => break,
-                Err(FrameError::Protocol(_)) => {
+                Err(e) => {
                     return Outcome {
-                        frames,
-                        end: End::Protocol,
-                    };
-                }
-                Err(FrameError::TooBig { size, limit: l }) => {
-                    assert_eq!(l, limit);
-                    return Outcome {
-                        frames,
-                        end: End::TooBig(size),
+                        messages,
+                        end: Err(e),
                     };
                 }
             }
         }
+        // Generous: amortised doubling, never the announced length.
+        let capacity = decoder.buffer().capacity();
+        assert!(
+            capacity <= 4 * fed + 1024,
+            "{capacity} bytes reserved after {fed} bytes arrived"
+        );
     }
+    let buffered = decoder.buffer().len();
     Outcome {
-        frames,
-        end: End::Waiting(buf.len()),
+        messages,
+        end: Ok(Pending {
+            mid_message: decoder.is_mid_message(),
+            buffered,
+        }),
     }
 }
 
-/// RFC 6455 §5.2 read directly off the whole stream: no extensions (RSV
-/// bits 0), the six defined opcodes, client frames masked, control frames
-/// final and at most 125 bytes, payloads over `limit` refused from the
-/// header.
-fn reference(stream: &[u8], limit: usize) -> Outcome {
-    let mut frames = Vec::new();
+/// A message being assembled by the reference.
+struct Assembling {
+    text: bool,
+    data: Vec<u8>,
+}
+
+/// RFC 6455 read directly off the whole stream. Framing (§5.2): no
+/// extensions (RSV bits 0), the six defined opcodes, client frames masked,
+/// the top bit of a 64-bit length clear, control frames final and at most
+/// 125 bytes, payloads over `limit` refused from the header. Fragmentation
+/// (§5.4): continuations only inside a message, no new message inside one,
+/// control frames allowed between fragments, the assembled message within
+/// `limit`. Text (§8.1): UTF-8, failing as soon as the bytes so far cannot
+/// begin valid UTF-8. Close bodies (§5.5.1, §7.4): empty, or a code
+/// registered for use on the wire (1000-1003, 1007-1014 per the IANA
+/// registry, 3000-4999) followed by a UTF-8 reason.
+fn reference(stream: &[u8], limit: usize) -> (Vec<Incoming>, End) {
+    let mut messages = Vec::new();
+    let mut partial: Option<Assembling> = None;
     let mut at = 0;
     let end = loop {
         let s = &stream[at..];
+        let pending = End::Pending(Pending {
+            mid_message: !s.is_empty() || partial.is_some(),
+            buffered: s.len(),
+        });
         if s.len() < 2 {
-            break End::Waiting(s.len());
+            break pending;
         }
         let fin = s[0] & 0x80 != 0;
         let opcode = s[0] & 0x0F;
@@ -136,9 +185,9 @@ fn reference(stream: &[u8], limit: usize) -> Outcome {
             break End::Protocol;
         }
         let (len, header) = match s[1] & 0x7F {
-            126 if s.len() < 4 => break End::Waiting(s.len()),
+            126 if s.len() < 4 => break pending,
             126 => (u64::from(u16::from_be_bytes([s[2], s[3]])), 4),
-            127 if s.len() < 10 => break End::Waiting(s.len()),
+            127 if s.len() < 10 => break pending,
             127 => {
                 let mut n = [0; 8];
                 n.copy_from_slice(&s[2..10]);
@@ -146,18 +195,15 @@ fn reference(stream: &[u8], limit: usize) -> Outcome {
             }
             n => (u64::from(n), 2),
         };
-        if opcode >= 8 && (!fin || len > 125) {
+        if len >> 63 != 0 || (opcode >= 8 && (!fin || len > 125)) {
             break End::Protocol;
         }
         if len > limit as u64 {
-            // §5.2: the most significant bit of a 64-bit length MUST be 0, so
-            // such a header is a protocol error; today's parser answers it as
-            // too big (issue 9 item 3 changes that), so accept either here.
             break End::TooBig(len);
         }
         let len = len as usize;
         if s.len() < header + 4 + len {
-            break End::Waiting(s.len());
+            break pending;
         }
         let mask = &s[header..header + 4];
         let payload: Vec<u8> = s[header + 4..header + 4 + len]
@@ -165,12 +211,66 @@ fn reference(stream: &[u8], limit: usize) -> Outcome {
             .enumerate()
             .map(|(i, b)| b ^ mask[i % 4])
             .collect();
-        frames.push(Frame {
-            fin,
-            opcode,
-            payload: BytesMut::from(&payload[..]),
-        });
         at += header + 4 + len;
+
+        match opcode {
+            0x9 => messages.push(Incoming::Ping(Bytes::from(payload))),
+            0xA => messages.push(Incoming::Pong),
+            0x8 => match close_body(&payload) {
+                Ok(code) => messages.push(Incoming::Close(code)),
+                Err(end) => break end,
+            },
+            0x1 | 0x2 if partial.is_some() => break End::Protocol,
+            0x0 if partial.is_none() => break End::Protocol,
+            _ => {
+                let mut message = partial.take().unwrap_or(Assembling {
+                    text: opcode == 0x1,
+                    data: Vec::new(),
+                });
+                let size = message.data.len() + payload.len();
+                if size > limit {
+                    break End::TooBig(size as u64);
+                }
+                message.data.extend_from_slice(&payload);
+                if fin {
+                    if !message.text {
+                        messages.push(Incoming::Binary(Bytes::from(message.data)));
+                    } else if let Ok(text) = String::from_utf8(message.data) {
+                        messages.push(Incoming::Text(text));
+                    } else {
+                        break End::InvalidUtf8;
+                    }
+                } else {
+                    if message.text {
+                        if let Err(e) = std::str::from_utf8(&message.data) {
+                            // Only a sequence cut off at the end may still
+                            // be completed by the next fragment.
+                            if e.error_len().is_some() {
+                                break End::InvalidUtf8;
+                            }
+                        }
+                    }
+                    partial = Some(message);
+                }
+            }
+        }
     };
-    Outcome { frames, end }
+    (messages, end)
+}
+
+fn close_body(payload: &[u8]) -> Result<Option<u16>, End> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(End::BadCloseProtocol),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+                Err(End::BadCloseProtocol)
+            } else if std::str::from_utf8(reason).is_err() {
+                Err(End::BadCloseUtf8)
+            } else {
+                Ok(Some(code))
+            }
+        }
+    }
 }

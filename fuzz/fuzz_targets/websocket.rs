@@ -90,8 +90,11 @@ impl Outcome {
     }
 }
 
+/// An input read as (limit, reads, whole stream).
+type Layout<'a> = (usize, Vec<&'a [u8]>, &'a [u8]);
+
 /// Splits the input into (limit, reads, whole stream).
-fn layout(data: &[u8]) -> Option<(usize, Vec<&[u8]>, &[u8])> {
+fn layout(data: &[u8]) -> Option<Layout<'_>> {
     let (&selector, rest) = data.split_first()?;
     let (&mode, rest) = rest.split_first()?;
     let limit = LIMITS[usize::from(selector) % LIMITS.len()];
@@ -241,14 +244,13 @@ fn reference(stream: &[u8], limit: usize) -> (Vec<Incoming>, End) {
                         break End::InvalidUtf8;
                     }
                 } else {
-                    if message.text {
-                        if let Err(e) = std::str::from_utf8(&message.data) {
-                            // Only a sequence cut off at the end may still
-                            // be completed by the next fragment.
-                            if e.error_len().is_some() {
-                                break End::InvalidUtf8;
-                            }
-                        }
+                    // Only a sequence cut off at the end may still be
+                    // completed by the next fragment.
+                    if message.text
+                        && let Err(e) = std::str::from_utf8(&message.data)
+                        && e.error_len().is_some()
+                    {
+                        break End::InvalidUtf8;
                     }
                     partial = Some(message);
                 }

@@ -6,14 +6,18 @@
 //! CARGO_TARGET_DIR=target-calc cargo run --release -p actorchat-calc --example bench -- --calibrate
 //! ```
 //!
-//! Prints, for n = 10^4, 10^5, 10^6: the best-of-several wall time of the
-//! cancellable product tree, `Natural::factorial`, the cancellable decimal
-//! conversion and `Natural::to_string`; the longest gap between two cancel
-//! checks (the largest uninterruptible step, including the stretch from the
-//! last check to the return); and the peak heap use relative to the result.
-//! Then cancellation latency at n = 10^6: a second thread sets the flag
-//! after a delay and the time from the store to the return is reported.
-//! `--calibrate` fits the model constants in `src/estimate.rs`.
+//! Prints, for n = 10^4, 10^5, 10^6, best-of-several thread CPU times (wall
+//! times in parentheses) of the cancellable product tree against
+//! `Natural::factorial`, the cancellable decimal conversion against
+//! `Natural::to_string`, and `compute_decimal` (what the server runs: the
+//! product without its trailing zeros, converted, the zeros appended) against
+//! malachite's two calls; the longest gap between two cancel checks in each
+//! (the largest uninterruptible step, including the stretch from the last
+//! check to the return); and the peak heap use of `compute_decimal` relative
+//! to the result. Then cancellation latency at n = 10^6: a second thread
+//! sets the flag after a delay and the time from the store to the return is
+//! reported. `--calibrate` measures the time and memory model of
+//! `src/estimate.rs` against `compute_decimal`.
 //! Compare with GMP using `crates/calc/bench/gmp_bench.py` in the same run.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -21,7 +25,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use actorchat_calc::{Natural, Request, compute, estimate, to_decimal};
+use actorchat_calc::{Natural, Request, compute, compute_decimal, estimate, to_decimal};
 use malachite_base::num::arithmetic::traits::Factorial;
 
 /// Counts live heap bytes and their high-water mark.
@@ -167,9 +171,9 @@ fn main() {
         "Times: thread CPU time (wall time in parentheses), best of several runs; max step in CPU time."
     );
     println!(
-        "| n | our compute | malachite factorial | ratio | our to_decimal | malachite to_string | ratio | max step compute | max step to_decimal | peak heap / result |"
+        "| n | our compute | malachite factorial | our to_decimal | malachite to_string | our end to end | malachite end to end | max step compute | max step to_decimal | max step end to end | peak heap / result |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (n, reps) in [(10_000u64, 20), (100_000, 5), (1_000_000, 3)] {
         let req = Request { n, k: 1 };
         let (t_builtin, builtin) = best_of(reps, || Natural::factorial(n));
@@ -191,57 +195,69 @@ fn main() {
             s
         });
         assert_eq!(digits.expect("never cancelled"), expected);
-        drop((builtin, expected));
+        drop(builtin);
+        // What the server runs: compute_decimal leaves the trailing zeros
+        // out of the arithmetic.
+        let mut step_total = Duration::ZERO;
+        let (t_total, digits) = best_of(reps, || {
+            let meter = GapMeter::new();
+            let s = compute_decimal(req, &|| meter.poll());
+            step_total = step_total.max(meter.finish());
+            s
+        });
+        assert_eq!(digits.expect("never cancelled"), expected);
+        drop(expected);
+        let malachite_total = t_builtin.cpu + t_to_string.cpu;
 
         let result_bytes = value.to_limbs_asc().len() * 8;
         drop(value);
         let base = reset_peak();
-        let v = compute(req, &|| false).expect("never cancelled");
-        let s = to_decimal(&v, &|| false).expect("never cancelled");
+        let s = compute_decimal(req, &|| false).expect("never cancelled");
         let peak = PEAK.load(Ordering::Relaxed) - base;
-        drop((v, s));
+        drop(s);
         println!(
-            "| 10^{} | {} | {} | {:.2}× | {} | {} | {:.2}× | {} ms | {} ms | {:.1}× |",
+            "| 10^{} | {} | {} | {} | {} | {} | {} ms | {} ms | {} ms | {} ms | {:.1}× |",
             n.ilog10(),
             t_tree.show(),
             t_builtin.show(),
-            t_tree.cpu.as_secs_f64() / t_builtin.cpu.as_secs_f64(),
             t_decimal.show(),
             t_to_string.show(),
-            t_decimal.cpu.as_secs_f64() / t_to_string.cpu.as_secs_f64(),
+            t_total.show(),
+            ms(malachite_total),
             ms(step_product),
             ms(step_decimal),
+            ms(step_total),
             peak as f64 / result_bytes as f64,
         );
     }
     cancellation();
 }
 
-/// Cancellation latency of compute + conversion of 10^6!, flag set after
-/// various delays (covering both phases).
+/// Cancellation latency of `compute_decimal` for 10^6!, flag set after
+/// various delays (covering both phases; the CPU column shows how far the
+/// calculation had got).
 fn cancellation() {
     let req = Request { n: 1_000_000, k: 1 };
     println!();
     println!(
-        "Cancellation latency at n = 10^6 (compute then to_decimal; flag set by another thread):"
+        "Cancellation latency at n = 10^6 (compute_decimal; flag set by another thread after a wall-clock delay):"
     );
-    println!("| flag set after | phase | set → returned |");
+    println!("| flag set after | CPU used until return | set → returned |");
     println!("|---|---|---|");
     let mut worst = Duration::ZERO;
-    for delay_ms in [1u64, 10, 30, 60, 90, 120, 150, 200, 300, 400, 500, 600, 700] {
+    for delay_ms in [1u64, 10, 30, 60, 90, 120, 150, 200, 250, 300, 350, 400, 450] {
         let flag = AtomicBool::new(false);
         let set_at = std::sync::Mutex::new(None::<Instant>);
-        let (phase, latency) = std::thread::scope(|s| {
+        let (cpu, latency) = std::thread::scope(|s| {
             s.spawn(|| {
                 std::thread::sleep(Duration::from_millis(delay_ms));
                 *set_at.lock().expect("not poisoned") = Some(Instant::now());
                 flag.store(true, Ordering::Relaxed);
             });
-            let (phase, result) = match compute(req, &flag) {
-                Err(e) => ("product", Err(e)),
-                Ok(v) => ("decimal", to_decimal(&v, &flag).map(|s| s.len())),
-            };
+            let cpu_start = thread_cpu();
+            let result = compute_decimal(req, &flag).map(|s| s.len());
             let returned = Instant::now();
+            let cpu = thread_cpu() - cpu_start;
             assert!(
                 result.is_err(),
                 "finished before the flag at {delay_ms} ms; drop this delay"
@@ -251,20 +267,20 @@ fn cancellation() {
                 std::thread::yield_now();
             }
             let set = set_at.lock().expect("not poisoned").expect("set");
-            (phase, returned.saturating_duration_since(set))
+            (cpu, returned.saturating_duration_since(set))
         });
         worst = worst.max(latency);
-        println!("| {delay_ms} ms | {phase} | {} ms |", ms(latency));
+        println!("| {delay_ms} ms | {} ms | {} ms |", ms(cpu), ms(latency));
     }
     println!("Worst cancellation latency: {} ms", ms(worst));
 }
 
-/// Measures compute + conversion time and peak heap against the models.
+/// Measures `compute_decimal` time and peak heap against the models.
 fn calibrate() {
     println!(
-        "| n | k | bits | model est. | product | decimal | total | total / B^1.4 (ns) | peak / result bytes |"
+        "| n | k | bits | model est. | CPU | wall | wall / B^1.4 (ns) | peak / result bytes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut worst_time = 0f64;
     let mut worst_peak = 0f64;
     for n in [
@@ -273,30 +289,26 @@ fn calibrate() {
         for k in [1u64, 2, 3] {
             let req = Request { n, k };
             let reps = if n >= 1_000_000 { 1 } else { 3 };
-            let (t_product, value) =
-                best_of(reps, || compute(req, &|| false).expect("never cancelled"));
-            let (t_decimal, _) = best_of(reps, || {
-                to_decimal(&value, &|| false).expect("never cancelled")
+            let (t, _) = best_of(reps, || {
+                compute_decimal(req, &|| false).expect("never cancelled")
             });
+            let value = compute(req, &|| false).expect("never cancelled");
             let bits = value.to_limbs_asc().len() as f64 * 64.0;
             let result_bytes = bits / 8.0;
             drop(value);
             let base = reset_peak();
-            let v = compute(req, &|| false).expect("never cancelled");
-            let s = to_decimal(&v, &|| false).expect("never cancelled");
+            let s = compute_decimal(req, &|| false).expect("never cancelled");
             let peak = (PEAK.load(Ordering::Relaxed) - base) as f64;
-            drop((v, s));
-            let total = t_product.wall + t_decimal.wall;
-            let per = total.as_secs_f64() * 1e9 / bits.powf(actorchat_calc::TIME_EXPONENT);
+            drop(s);
+            let per = t.wall.as_secs_f64() * 1e9 / bits.powf(actorchat_calc::TIME_EXPONENT);
             let peak_ratio = peak / result_bytes;
             worst_time = worst_time.max(per);
             worst_peak = worst_peak.max(peak_ratio);
             println!(
-                "| {n} | {k} | {bits} | {} ms | {} ms | {} ms | {} ms | {per:.3} | {peak_ratio:.2} |",
+                "| {n} | {k} | {bits} | {} ms | {} ms | {} ms | {per:.3} | {peak_ratio:.2} |",
                 ms(estimate(req).time),
-                ms(t_product.wall),
-                ms(t_decimal.wall),
-                ms(total),
+                ms(t.cpu),
+                ms(t.wall),
             );
         }
     }

@@ -68,6 +68,8 @@ pub use product::compute;
 /// [`Cancelled`] as soon as `cancel` reports `true` at a check; the partial
 /// result is dropped before returning.
 pub fn compute_decimal<C: Cancel + ?Sized>(req: Request, cancel: &C) -> Result<String, Cancelled> {
-    let value = compute(req, cancel)?;
-    to_decimal(&value, cancel)
+    // The trailing zeros (a quarter of n for n!) are neither multiplied in
+    // nor converted: they are appended as text.
+    let (value, tens) = product::compute_over_tens(req, cancel)?;
+    decimal::to_decimal_times_power_of_ten(&value, tens, cancel)
 }

@@ -13,27 +13,32 @@
 //!    back on the remainder: the divisor is 30 % shorter than `10^k`, and a
 //!    division costs about 17 % less (measured at `10^6!`).
 //! 3. Split `x = q·10^k + r` and recurse on both halves one level down.
-//!    Every level of four nodes or more divides by the same power often
-//!    enough to get a reciprocal `R = ⌊2^s / 5^k⌋` once, and each node
+//!    All nodes of a level divide by the same power, so the level gets a
+//!    reciprocal `R ≈ 2^s / 5^k` once, and each node
 //!    divides with two multiplications (Barrett): `q̃ = ⌊⌊hi/2^a⌋·R / 2^(s−a)⌋`
 //!    is at most two below the quotient, and the remainder is computed
-//!    modulo a power of two just above `5^k` (a low-half product). With the
-//!    reciprocal's cost spread over the level, a Barrett node takes 45 % of a
-//!    division; a level of `10^6!` costs 20–37 ms against 45–60 ms.
+//!    modulo a power of two just above `5^k` (a low-half product). A Barrett
+//!    node takes 45 % of a division; a level of `10^6!` costs 20–40 ms
+//!    against 45–70 ms with divisions.
 //! 4. Leaves (below `10^L`) use malachite's `to_string`, which at leaf size
-//!    (about 80,000 digits, 2.5 ms) is as cheap per level as anything here.
+//!    (at most 65,536 digits, about 1 ms) is as cheap per level as anything
+//!    here.
+//!
+//! The reciprocals come from the bottom up: the smallest level's by one
+//! division, each larger one by a Newton step from the one below (the powers
+//! square, so their reciprocals do too), which costs about as much as one
+//! Barrett node.
 //!
 //! Numbers up to [`ONE_CALL_DIGITS`] digits skip all of this and call
 //! `to_string` once: below that size the tree saves nothing and the single
 //! call stays a short step.
 //!
-//! The top-level division (one node, nothing to share a reciprocal with) and
-//! the reciprocals themselves are divisions by large divisors, too long for
-//! one step (about 60 ms at `10^6!`), so they are done as long division in
-//! base `2^quotient_chunk_bits`: each step divides the running remainder,
-//! extended by the next chunk of the dividend, by the divisor, yielding one
-//! quotient chunk. The steps cost a little more in total than one division
-//! but each is a fraction of it, and the flag is polled between them.
+//! Exact divisions remain only for the smallest reciprocal and for fallbacks
+//! that the error bounds rule out. Should one be by a large divisor (too long
+//! for one step: about 60 ms at the top of `10^6!`), it is done as long
+//! division in base `2^quotient_chunk_bits`: each step divides the running
+//! remainder, extended by the next chunk of the dividend, by the divisor,
+//! yielding one quotient chunk, and the flag is polled between them.
 //!
 //! Every lower half is zero-padded to exactly `L·2^j` digits, because its
 //! leading zeros are real digits of the result; only the most significant
@@ -43,7 +48,7 @@
 //! and leaves.
 
 use malachite_base::num::arithmetic::traits::{
-    DivRem, ModPowerOf2, ModPowerOf2Mul, ModPowerOf2Sub, Pow,
+    CheckedSub, DivRem, ModPowerOf2, ModPowerOf2Mul, ModPowerOf2Sub, Pow, Square,
 };
 use malachite_base::num::logic::traits::SignificantBits;
 use malachite_nz::natural::Natural;
@@ -55,10 +60,11 @@ use crate::cancel::{Cancel, Cancelled, check};
 const ONE_CALL_DIGITS: u64 = 1 << 19;
 
 /// Largest leaf, in decimal digits, handed to malachite's `to_string`.
-/// Tuned on `10^6!`: each halving of the leaves down to about 80,000 digits
-/// saves more `to_string` time (whose per-digit cost grows with size) than
-/// the extra Barrett level costs; below that the two are even.
-const LEAF_DIGITS: u64 = 1 << 17;
+/// Tuned on `10^6!` (runs of 2^15 to 2^18 within ±15 ms of each other on
+/// the shared machine, 2^16 and 2^15 ahead): halving the leaves saves about
+/// as much `to_string` time (whose per-digit cost grows with size) as the
+/// extra Barrett level costs.
+const LEAF_DIGITS: u64 = 1 << 16;
 
 /// Divisors from this many bits on are divided in chunks (see the module
 /// docs); a whole division by a smaller divisor takes at most about 15 ms.
@@ -77,6 +83,17 @@ const GUARD_BITS: u64 = 64;
 /// power of two: the remainder is below `3·5^k`, and anything up to
 /// `256·5^k` would still be exact, so a wrong estimate cannot go unnoticed.
 const REMAINDER_SLACK_BITS: u64 = 8;
+
+/// Exact divisions taken where the error bounds say they are not needed;
+/// tests check that it stays zero.
+#[cfg(test)]
+static FALLBACKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a fallback (tests only).
+fn note_fallback() {
+    #[cfg(test)]
+    FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Sizes of the steps of a conversion; tests shrink them to exercise every
 /// path on small numbers.
@@ -156,7 +173,8 @@ struct Level {
     five: Natural,
     /// Bit length of `five`.
     five_bits: u64,
-    /// The Barrett reciprocal, for levels of four nodes or more.
+    /// The Barrett reciprocal `⌊2^s / 5^k⌋` or a few units less, `s` from
+    /// [`Level::reciprocal_shift`].
     reciprocal: Option<Natural>,
 }
 
@@ -222,16 +240,65 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
             sizes,
             cancel,
         };
-        // The top level has a single node and the next one two: a reciprocal
-        // costs about as much as a division, so it pays from four nodes on.
-        for j in 0..(depth as usize).saturating_sub(2) {
+        // Every level gets a reciprocal: the smallest by one division, each
+        // larger one by a Newton step from the one below, which costs about a
+        // Barrett node, far less than a (chunked) division.
+        for j in 0..depth as usize {
             check(cancel)?;
-            let level = &converter.levels[j];
-            let numerator = Natural::from(1u32) << level.reciprocal_shift();
-            let (reciprocal, _) = converter.div_rem_chunked(numerator, &level.five)?;
+            let reciprocal = match j.checked_sub(1) {
+                None => {
+                    let level = &converter.levels[j];
+                    let numerator = Natural::from(1u32) << level.reciprocal_shift();
+                    converter.div_rem_chunked(numerator, &level.five)?.0
+                }
+                Some(below) => converter.newton_reciprocal(below, j)?,
+            };
             converter.levels[j].reciprocal = Some(reciprocal);
         }
         Ok(converter)
+    }
+
+    /// The reciprocal of level `j` from the one of level `below = j − 1`.
+    ///
+    /// With `T = 2^s / 5^k`, the square of the lower reciprocal, rescaled,
+    /// is an underestimate `R₀ <= T` with about half the precision, and one
+    /// Newton step `R₁ = R₀ + R₀·(2^s − 5^k·R₀) / 2^s` (rounded down) is again
+    /// an underestimate, now within a few units: `T − R₁ < T·(1 − R₀/T)² + 2`.
+    /// Staying below `T` keeps every Barrett estimate at or below the true
+    /// quotient.
+    fn newton_reciprocal(&self, below: usize, j: usize) -> Result<Natural, Cancelled> {
+        let (lower, level) = (&self.levels[below], &self.levels[j]);
+        let Some(lower_reciprocal) = lower.reciprocal.as_ref() else {
+            // Not reached: reciprocals are built from the bottom up.
+            note_fallback();
+            let numerator = Natural::from(1u32) << level.reciprocal_shift();
+            return Ok(self.div_rem_chunked(numerator, &level.five)?.0);
+        };
+        let s = level.reciprocal_shift();
+        let lower_s = lower.reciprocal_shift();
+        let square = lower_reciprocal.square();
+        // 5^(2k) = (5^k)², so R_lower² / 2^(2·s_lower − s) <= 2^s / 5^(2k).
+        let r0 = if 2 * lower_s >= s {
+            square >> (2 * lower_s - s)
+        } else {
+            square << (s - 2 * lower_s)
+        };
+        check(self.cancel)?;
+        let product = &level.five * &r0;
+        check(self.cancel)?;
+        let Some(error) = (Natural::from(1u32) << s).checked_sub(product) else {
+            // Not reached (r0 <= 2^s / 5^k); divide exactly instead.
+            note_fallback();
+            let numerator = Natural::from(1u32) << s;
+            return Ok(self.div_rem_chunked(numerator, &level.five)?.0);
+        };
+        // The error term only needs to be right to about a unit: dropping
+        // `t` low bits of it costs less than one, and keeps the step an
+        // underestimate.
+        let t = level.five_bits.saturating_sub(GUARD_BITS);
+        let correction = (&r0 * (error >> t)) >> (s - t);
+        check(self.cancel)?;
+        Ok(r0 + correction)
     }
 
     /// Writes `x < 10^(L·2^level)` without leading zeros.
@@ -282,7 +349,11 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
         let hi = x >> k;
         let (q, r) = match &level.reciprocal {
             Some(reciprocal) => self.div_rem_barrett(hi, level, reciprocal)?,
-            None => self.div_rem_chunked(hi, &level.five)?,
+            // Not reached: every level gets a reciprocal.
+            None => {
+                note_fallback();
+                self.div_rem_chunked(hi, &level.five)?
+            }
         };
         check(self.cancel)?;
         Ok((q, (r << k) + x.mod_power_of_2(k)))
@@ -300,6 +371,7 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
         if hi.significant_bits() + GUARD_BITS > s {
             // Not a node of this level (cannot happen: x < 10^(2k)); the
             // estimate's error bound would not hold, so divide exactly.
+            note_fallback();
             return self.div_rem_chunked(hi, five);
         }
         // Dropping the dividend's low `a` bits costs less than 2^-63 of a unit
@@ -321,6 +393,7 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
             if fixes > 4 {
                 // Outside the proven bound; recover with an exact division
                 // rather than return wrong digits.
+                note_fallback();
                 return self.div_rem_chunked(hi, five);
             }
         }
@@ -428,6 +501,13 @@ mod tests {
         check_eq(&Natural::factorial(300));
         check_eq(&Natural::factorial(3_000));
         check_eq(&Natural::factorial(20_000));
+        assert_no_fallbacks();
+    }
+
+    /// No Barrett estimate or Newton step went outside its proven bound in
+    /// any test so far (fallbacks give right digits, so only this shows them).
+    fn assert_no_fallbacks() {
+        assert_eq!(FALLBACKS.load(std::sync::atomic::Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -448,6 +528,9 @@ mod tests {
         // and all, against malachite.
         let x = ten_to(ONE_CALL_DIGITS + 5) - Natural::from(3u32);
         assert_eq!(to_decimal(&x, &|| false).expect("not cancelled"), x.to_string());
+        let y = Natural::factorial(150_000);
+        assert_eq!(to_decimal(&y, &|| false).expect("not cancelled"), y.to_string());
+        assert_no_fallbacks();
     }
 
     #[test]
@@ -469,12 +552,14 @@ mod tests {
         fn matches_to_string(limbs in proptest::collection::vec(any::<u64>(), 0..40), leaf in 1u64..30) {
             let x = Natural::from_owned_limbs_asc(limbs);
             prop_assert_eq!(to_decimal_with_leaf(&x, leaf, &|| false).expect("not cancelled"), x.to_string());
+            assert_no_fallbacks();
         }
 
         #[test]
         fn matches_to_string_with_sparse_digits(e1 in 0u64..600, e2 in 0u64..600, a in 1u32..1_000, leaf in 1u64..30) {
             let x = Natural::from(a) * ten_to(e1) + ten_to(e2);
             prop_assert_eq!(to_decimal_with_leaf(&x, leaf, &|| false).expect("not cancelled"), x.to_string());
+            assert_no_fallbacks();
         }
 
         #[test]
@@ -482,6 +567,7 @@ mod tests {
             // e2 nines, then zeros with a 1 in the middle of them.
             let x = ten_to(e1 + e2) - ten_to(e1) + ten_to(e1 / 2);
             prop_assert_eq!(to_decimal_with_leaf(&x, leaf, &|| false).expect("not cancelled"), x.to_string());
+            assert_no_fallbacks();
         }
     }
 }

@@ -532,9 +532,15 @@ mod tests {
         // Just over ONE_CALL_DIGITS digits: the default tree, Barrett levels
         // and all, against malachite.
         let x = ten_to(ONE_CALL_DIGITS + 5) - Natural::from(3u32);
-        assert_eq!(to_decimal(&x, &|| false).expect("not cancelled"), x.to_string());
+        assert_eq!(
+            to_decimal(&x, &|| false).expect("not cancelled"),
+            x.to_string()
+        );
         let y = Natural::factorial(150_000);
-        assert_eq!(to_decimal(&y, &|| false).expect("not cancelled"), y.to_string());
+        assert_eq!(
+            to_decimal(&y, &|| false).expect("not cancelled"),
+            y.to_string()
+        );
         assert_no_fallbacks();
     }
 

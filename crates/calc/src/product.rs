@@ -427,7 +427,9 @@ mod tests {
 
     #[test]
     fn factorials_lose_exactly_their_trailing_zeros() {
-        for n in [0u64, 1, 4, 5, 10, 24, 25, 1_000, 1_023, 1_024, 5_000, 30_000] {
+        for n in [
+            0u64, 1, 4, 5, 10, 24, 25, 1_000, 1_023, 1_024, 5_000, 30_000,
+        ] {
             let (m, tens) = value_over_tens(n, 1);
             // Legendre: the exponent of 5 in n!.
             let mut expected = 0;

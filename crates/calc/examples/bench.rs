@@ -15,14 +15,14 @@
 //! (the largest uninterruptible step, including the stretch from the last
 //! check to the return); and the peak heap use of `compute_decimal` relative
 //! to the result. Then cancellation latency at n = 10^6: a second thread
-//! sets the flag after a delay and the time from the store to the return is
-//! reported. `--calibrate` measures the time and memory model of
+//! sets the flag once the calculation has used a given amount of CPU, and
+//! the CPU and wall time from the store to the return are reported. `--calibrate` measures the time and memory model of
 //! `src/estimate.rs` against `compute_decimal`.
 //! Compare with GMP using `crates/calc/bench/gmp_bench.py` in the same run.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actorchat_calc::{Natural, Request, compute, compute_decimal, estimate, to_decimal};
@@ -112,16 +112,7 @@ impl GapMeter {
 /// is shared, so CPU time is the fairer number; wall time is reported
 /// alongside.
 fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
 /// Best CPU and wall times (each the minimum over runs) of `reps` runs of
@@ -233,46 +224,105 @@ fn main() {
     cancellation();
 }
 
-/// Cancellation latency of `compute_decimal` for 10^6!, flag set after
-/// various delays (covering both phases; the CPU column shows how far the
-/// calculation had got).
+/// Cancellation latency of `compute_decimal` for 10^6!: a second thread
+/// watches the calculating thread's CPU clock and sets the flag once it has
+/// used a given amount of CPU (covering both phases whatever the machine's
+/// load). Reported: the CPU the calculation used from the store to its
+/// return (what the engine controls: at most one step) and the wall time
+/// (which on a shared machine also counts the time the thread waited for a
+/// core).
 fn cancellation() {
     let req = Request { n: 1_000_000, k: 1 };
     println!();
     println!(
-        "Cancellation latency at n = 10^6 (compute_decimal; flag set by another thread after a wall-clock delay):"
+        "Cancellation latency at n = 10^6 (compute_decimal; flag set by another thread once the calculation has used the given CPU time):"
     );
-    println!("| flag set after | CPU used until return | set → returned |");
+    println!("| flag set after (CPU) | set → returned (CPU) | set → returned (wall) |");
     println!("|---|---|---|");
-    let mut worst = Duration::ZERO;
-    for delay_ms in [1u64, 10, 30, 60, 90, 120, 150, 200, 250, 300, 350, 400, 450] {
+    let mut worst_cpu = Duration::ZERO;
+    let mut worst_wall = Duration::ZERO;
+    for delay_ms in [1u64, 10, 30, 50, 70, 90, 120, 160, 200, 250, 300, 350] {
+        let delay = Duration::from_millis(delay_ms);
         let flag = AtomicBool::new(false);
-        let set_at = std::sync::Mutex::new(None::<Instant>);
-        let (cpu, latency) = std::thread::scope(|s| {
+        // The calculating thread's CPU clock, published for the setter.
+        let clock = AtomicI32::new(-1);
+        let set_at = std::sync::Mutex::new(None::<(Instant, Duration)>);
+        let (cpu_latency, wall_latency) = std::thread::scope(|s| {
             s.spawn(|| {
-                std::thread::sleep(Duration::from_millis(delay_ms));
-                *set_at.lock().expect("not poisoned") = Some(Instant::now());
+                let id = loop {
+                    let id = clock.load(Ordering::Acquire);
+                    if id != -1 {
+                        break id;
+                    }
+                    std::thread::yield_now();
+                };
+                // The thread has run the whole bench so far: count from now.
+                let until = cpu_clock(id) + delay;
+                while cpu_clock(id) < until {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                let at = (Instant::now(), cpu_clock(id));
                 flag.store(true, Ordering::Relaxed);
+                *set_at.lock().expect("not poisoned") = Some(at);
             });
+            clock.store(own_cpu_clock(), Ordering::Release);
             let cpu_start = thread_cpu();
             let result = compute_decimal(req, &flag).map(|s| s.len());
-            let returned = Instant::now();
-            let cpu = thread_cpu() - cpu_start;
+            let (returned, returned_cpu) = (Instant::now(), thread_cpu() - cpu_start);
             assert!(
                 result.is_err(),
-                "finished before the flag at {delay_ms} ms; drop this delay"
+                "finished before the flag at {delay_ms} ms of CPU; drop this delay"
             );
             // Wait for the setter so `set_at` is filled in.
-            while set_at.lock().expect("not poisoned").is_none() {
+            let (set_wall, set_cpu) = loop {
+                if let Some(at) = *set_at.lock().expect("not poisoned") {
+                    break at;
+                }
                 std::thread::yield_now();
-            }
-            let set = set_at.lock().expect("not poisoned").expect("set");
-            (cpu, returned.saturating_duration_since(set))
+            };
+            (
+                (returned_cpu + cpu_start).saturating_sub(set_cpu),
+                returned.saturating_duration_since(set_wall),
+            )
         });
-        worst = worst.max(latency);
-        println!("| {delay_ms} ms | {} ms | {} ms |", ms(cpu), ms(latency));
+        worst_cpu = worst_cpu.max(cpu_latency);
+        worst_wall = worst_wall.max(wall_latency);
+        println!(
+            "| {delay_ms} ms | {} ms | {} ms |",
+            ms(cpu_latency),
+            ms(wall_latency)
+        );
     }
-    println!("Worst cancellation latency: {} ms", ms(worst));
+    println!(
+        "Worst cancellation latency: {} ms of CPU, {} ms of wall time",
+        ms(worst_cpu),
+        ms(worst_wall)
+    );
+}
+
+/// The calling thread's CPU clock id, for [`cpu_clock`] from other threads.
+fn own_cpu_clock() -> libc::clockid_t {
+    let mut id: libc::clockid_t = 0;
+    // SAFETY: `id` is a valid, writable clockid_t; pthread_self is always valid.
+    let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+    if rc != 0 {
+        return libc::CLOCK_THREAD_CPUTIME_ID;
+    }
+    id
+}
+
+/// The time of CPU clock `id`.
+fn cpu_clock(id: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(id, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Measures `compute_decimal` time and peak heap against the models.

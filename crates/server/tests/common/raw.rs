@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 use super::FRAME_TIMEOUT;
 
 pub use actorchat::websocket::frame::{
-    OP_BINARY as BINARY, OP_CLOSE as CLOSE, OP_CONTINUATION as CONTINUATION, OP_PING as PING,
-    OP_PONG as PONG, OP_TEXT as TEXT,
+    OP_CLOSE as CLOSE, OP_CONTINUATION as CONTINUATION, OP_PING as PING, OP_PONG as PONG,
+    OP_TEXT as TEXT,
 };
 
 /// A valid upgrade request for `path`, with extra header lines.

@@ -10,6 +10,8 @@ use tokio::net::TcpStream;
 
 use super::FRAME_TIMEOUT;
 
+// Not every test binary uses every opcode.
+#[allow(unused_imports)]
 pub use actorchat::websocket::frame::{
     OP_CLOSE as CLOSE, OP_CONTINUATION as CONTINUATION, OP_PING as PING, OP_PONG as PONG,
     OP_TEXT as TEXT,

@@ -197,7 +197,8 @@ describe('ChatApp', () => {
     expect(app.messages.filter((m) => m.kind === 'system').map((m) => m.text)).toEqual([
       'You are in #lobby as Ada.',
       'You are now Ada L.',
-      'bot-0, bot-1, bot-2 and 997 others joined',
+      'bot-0 joined',
+      'bot-1, bot-2, bot-3 and 996 others joined',
       'Linus left',
       'Grace is now Grace H',
     ]);

@@ -39,7 +39,7 @@ import type { ServerFrame } from './protocol/ServerFrame';
 import type { Welcome } from './protocol/Welcome';
 import { RttWindow } from './rtt';
 import { describeError, disconnectedLine } from './status';
-import { checkName, DEFAULT_ROOM, isValidRoom } from './validate';
+import { checkName, DEFAULT_ROOM, isValidRoom, ROOM_RULE } from './validate';
 
 export const DEFAULT_LIMITS: Limits = {
   max_text_chars: 4000,
@@ -50,7 +50,7 @@ export const RTT_AVERAGE_OVER = 200;
 export const RTT_CHART_POINTS = 50;
 /** Messages that may wait for the connection; more would only pile up. */
 export const MAX_QUEUED = 50;
-/** How often presence lines are written: a storm of updates becomes one line. */
+/** Presence lines are written at most once per this interval: a storm of updates becomes one line. */
 export const PRESENCE_FLUSH_MS = 1000;
 const NAME_KEY = 'actorchat.name';
 
@@ -114,7 +114,8 @@ export class ChatApp {
   /** The room asked for (URL hash or switcher); `room` is the one joined. */
   private wantedRoom: string;
   private nameBeforeRename: string | null = null;
-  private welcomed = false;
+  /** Reactive: the composer shows offline hints until the welcome arrives. */
+  private welcomed = $state(false);
   private wasOpen = false;
   private flushQueued = false;
   private autoTimer: ReturnType<typeof setTimeout> | null = null;
@@ -268,7 +269,7 @@ export class ChatApp {
   /** Switches rooms (answered by a new welcome). Returns an error sentence or null. */
   join(room: string): string | null {
     if (!isValidRoom(room)) {
-      return 'A room name has 1 to 64 characters: letters, digits, "_" and "-".';
+      return ROOM_RULE;
     }
     // Already there, or already asked for: a second join would only make
     // the server leave and re-enter the room.
@@ -412,9 +413,19 @@ export class ChatApp {
         return false;
       }),
     });
+    // Throttled with a leading edge: the first change shows at once (in its
+    // place among the messages), later ones are gathered for a second.
     if (!this.presence.empty && this.presenceTimer === null) {
-      this.presenceTimer = setTimeout(() => this.writePresence(), PRESENCE_FLUSH_MS);
+      this.writePresence();
+      this.presenceTimer = setTimeout(() => this.presenceTick(), PRESENCE_FLUSH_MS);
     }
+  }
+
+  private presenceTick(): void {
+    this.presenceTimer = null;
+    if (this.presence.empty) return;
+    this.writePresence();
+    this.presenceTimer = setTimeout(() => this.presenceTick(), PRESENCE_FLUSH_MS);
   }
 
   /** `joined` without the one announcement of our own arrival. */
@@ -431,7 +442,6 @@ export class ChatApp {
   }
 
   private writePresence(): void {
-    this.presenceTimer = null;
     const now = this.env.wallNow();
     for (const line of this.presence.take()) {
       this.store.system(line, now);
@@ -453,8 +463,10 @@ export class ChatApp {
   }
 
   private notice(kind: 'error' | 'decode' | 'info', message: string, code: string | null = null): void {
-    this.noticeList.add(kind, message, code);
+    const n = this.noticeList.add(kind, message, code);
     this.notices = this.noticeList.items;
+    // Announced once; its repeats only raise the count shown.
+    if (n.count === 1) this.announcement = message;
   }
 
   private syncPeople(): void {

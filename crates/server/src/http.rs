@@ -18,7 +18,7 @@ use crate::assets;
 use crate::connection;
 use crate::server::AppState;
 use crate::session::default_name;
-use crate::websocket::{Buffers, Upgrade};
+use crate::websocket::{Settings, Upgrade};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -79,12 +79,13 @@ async fn websocket(
     let id = state.sessions.next();
     let name = name.unwrap_or_else(|| default_name(id));
     let room = room.to_owned();
-    let buffers = Buffers {
+    let settings = Settings {
         read: state.config.read_buffer_bytes,
         max_message: state.config.max_frame_bytes,
+        frame_timeout: state.config.frame_timeout(),
     };
     let tracker = state.connections.clone();
-    upgrade.on_upgrade(&tracker, buffers, move |reader, writer| async move {
+    upgrade.on_upgrade(&tracker, settings, move |reader, writer| async move {
         connection::run(reader, writer, state, id, peer, name, room).await;
         drop(permit);
     })

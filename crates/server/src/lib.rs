@@ -20,6 +20,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod http;
+pub mod listener;
 pub mod mailbox;
 pub mod metrics;
 pub mod rate_limit;

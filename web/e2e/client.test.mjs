@@ -245,6 +245,8 @@ describe('web client', { timeout: 120_000 }, () => {
       await page.getByLabel('Message', { exact: true }).fill('Hello 👋');
       await page.getByLabel(/Interval/).fill('50');
       assert.equal(await page.getByTestId('auto-interval').textContent(), '50 ms');
+      // A plain button whose label says what it does (not a toggle that also relabels).
+      assert.equal(await page.getByRole('button', { name: 'Start' }).getAttribute('aria-pressed'), null);
       await page.getByRole('button', { name: 'Start' }).click();
       // The main view shows that auto-send runs, with its own Stop.
       await page.getByTestId('auto-bar').waitFor();

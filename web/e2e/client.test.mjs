@@ -148,6 +148,9 @@ describe('web client', { timeout: 120_000 }, () => {
       assert.equal(await a.page.getByText(/Reconnected to #/).count(), 0, 'no false reconnect line');
       assert.equal(await a.page.locator('[data-testid="participants"] li').count(), 2);
       assert.equal(await count(a.page, 'participant-count'), 2);
+      // Statistics start again in each room (and say which room they count).
+      assert.equal(await count(a.page, 'sent-count'), 0);
+      assert.match(String(await a.page.locator('#stats-title').textContent()), new RegExp(`#${room}`, 'i'));
 
       // A bad room name gets the app's own sentence, not the browser's.
       await a.page.getByLabel('Switch to room').fill('no spaces');
@@ -215,6 +218,8 @@ describe('web client', { timeout: 120_000 }, () => {
       assert.doesNotMatch(line, /code|\d{4}/, line);
       assert.match(line, /Reconnecting/);
       const during = (await header.boundingBox())?.height ?? 0;
+      // The countdown is shown but not announced: the status region says only "Offline".
+      assert.equal((await page.getByTestId('connection').getByRole('status').textContent())?.trim(), 'Offline');
       assert.ok(during <= before + 2, `header ${before} px → ${during} px while offline`);
 
       // Typed offline: queued visibly, sent on reconnect.
@@ -471,6 +476,20 @@ describe('web client', { timeout: 120_000 }, () => {
       const after = (await long.boundingBox())?.height ?? 0;
       assert.ok(after > before * 2, `${before} px → ${after} px`);
       assert.equal(await long.getByRole('button', { name: 'Show less' }).getAttribute('aria-expanded'), 'true');
+
+      // In the background, the tab title counts unread messages.
+      await a.page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await send(b.page, 'while you were away');
+      await send(b.page, 'and again');
+      await eventually(async () => (await a.page.title()) === `(2) #${room} · actorchat`);
+      await a.page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await eventually(async () => (await a.page.title()) === `#${room} · actorchat`);
     } finally {
       await a.context.close();
       await b.context.close();
@@ -508,6 +527,13 @@ describe('web client', { timeout: 120_000 }, () => {
       await short.locator('[data-testid="rtt"]').waitFor();
       const h = (await short.boundingBox())?.height ?? 0;
       assert.ok(h < 40, `a short message takes ${h} px`);
+      // A 4,000-character message stays short until "Show more".
+      await page.getByLabel('Message', { exact: true }).fill(`long ${'word '.repeat(799)}`);
+      await page.getByLabel('Message', { exact: true }).press('Enter');
+      const long = row(page, 'long word');
+      await long.locator('[data-testid="rtt"]').waitFor();
+      const lh = (await long.boundingBox())?.height ?? 0;
+      assert.ok(lh < 300, `a 4,000-character message takes ${lh} px`);
 
       // One tap to the people list; Escape closes; focus returns; Tab stays inside.
       const toggle = page.getByRole('button', { name: /People & stats/ });

@@ -518,8 +518,19 @@ describe('web client', { timeout: 120_000 }, () => {
 
   it('on a phone: compact header, people in one tap, the panel is a dialog, auto-send can be stopped', async () => {
     const longName = 'Maximiliana Alexandrovna Petrov';
-    const { context, page } = await openClient(browser, server.url, { name: longName, room: uniqueRoom(), viewport: PHONE });
+    const { context, page, sent } = await openClient(browser, server.url, {
+      name: longName,
+      room: uniqueRoom(),
+      viewport: PHONE,
+    });
     try {
+      // The switcher fits the phone header and sends exactly one join.
+      const other = uniqueRoom('phone');
+      await page.getByLabel('Switch to room').fill(other);
+      await page.getByRole('button', { name: 'Join' }).click();
+      await eventually(async () => (await page.getByTestId('room').textContent()) === `#${other}`);
+      await sleep(300);
+      assert.equal(sent.filter((f) => f.type === 'join').length, 1);
       const header = (await page.locator('header').boundingBox())?.height ?? 0;
       assert.ok(header <= 96, `header is ${header} px with a ${longName.length}-character name`);
       await send(page, 'short');

@@ -142,6 +142,7 @@ describe('web client', { timeout: 120_000 }, () => {
       await a.page.getByRole('button', { name: 'Join' }).click();
       await eventually(async () => (await count(b.page, 'participant-count')) === 2);
       assert.equal(new URL(a.page.url()).hash, `#${room}`);
+      assert.equal(await a.page.evaluate(() => document.activeElement?.textContent?.trim()), 'Join');
       await eventually(async () => (await a.page.getByTestId('participants').textContent())?.includes('Dave'));
       await sleep(500);
       assert.equal(a.sent.filter((f) => f.type === 'join').length - joinsBefore, 1, 'one join per switch');
@@ -319,6 +320,7 @@ describe('web client', { timeout: 120_000 }, () => {
       await failed.waitFor({ timeout: 15_000 });
       await notice.getByRole('button', { name: 'Dismiss notice' }).click();
       assert.equal(await notice.count(), 0);
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-input');
       // The connection is still usable, and Retry sends a failed message again.
       await sleep(2100);
       const failedText = String(await failed.getByTestId('text').textContent());
@@ -577,6 +579,7 @@ describe('web client', { timeout: 120_000 }, () => {
       assert.deepEqual(await axeViolations(page), [], 'axe, phone, busy');
       await bar.getByRole('button', { name: 'Stop auto-send' }).click();
       assert.equal(await bar.count(), 0);
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-input');
       assert.deepEqual(await axeViolations(page), [], 'axe, phone, idle');
     } finally {
       await context.close();

@@ -435,6 +435,13 @@ impl Session {
                 None
             }
             ClientFrame::Join { room } => {
+                // A join to the room the session is already in changes
+                // nothing: leaving and re-joining would announce a false
+                // leave + join to everyone and send a second welcome.
+                if room == self.room_name {
+                    debug!(session = self.id, room = %room, "join to the current room ignored");
+                    return None;
+                }
                 self.cast(RoomMsg::Leave { session: self.id });
                 self.room_name = room;
                 self.rejoin(state).await.err()

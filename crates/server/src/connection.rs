@@ -225,7 +225,11 @@ impl Session {
         tokio::pin!(shutdown);
         // One timer per connection, reset only when it fires (never per
         // frame), so keepalive costs nothing on the hot path.
-        let keepalive = tokio::time::sleep(state.config.ping_interval());
+        let ping_interval = state.config.ping_interval();
+        let keepalive = tokio::time::sleep_until(keepalive_tick(
+            Instant::now() + ping_interval,
+            ping_interval,
+        ));
         tokio::pin!(keepalive);
         loop {
             tokio::select! {
@@ -279,7 +283,7 @@ impl Session {
                 }
                 () = &mut keepalive => {
                     match self.keepalive(state, tx).await {
-                        Ok(next) => keepalive.as_mut().reset(next.into()),
+                        Ok(next) => keepalive.as_mut().reset(keepalive_tick(next, ping_interval)),
                         Err(exit) => return exit,
                     }
                 }
@@ -431,6 +435,13 @@ impl Session {
                 None
             }
             ClientFrame::Join { room } => {
+                // A join to the room the session is already in changes
+                // nothing: leaving and re-joining would announce a false
+                // leave + join to everyone and send a second welcome.
+                if room == self.room_name {
+                    debug!(session = self.id, room = %room, "join to the current room ignored");
+                    return None;
+                }
                 self.cast(RoomMsg::Leave { session: self.id });
                 self.room_name = room;
                 self.rejoin(state).await.err()
@@ -559,6 +570,24 @@ impl Session {
         }
         Exit::Close(closing)
     }
+}
+
+/// Keepalive deadlines are rounded up to the next multiple of a tenth of the
+/// ping interval on a process-wide clock, so the timers of thousands of
+/// connections fire together: their pings go out in one burst and their
+/// pongs come back in a few `epoll_wait` wake-ups instead of one each (timer
+/// coalescing, as the kernel's timer slack does). A ping or an idle close is
+/// at most that tenth late (3 s of the default 30 s).
+fn keepalive_tick(deadline: Instant, ping_interval: Duration) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let tick = (ping_interval / 10).max(Duration::from_millis(1));
+    let ticks = deadline
+        .saturating_duration_since(epoch)
+        .as_nanos()
+        .div_ceil(tick.as_nanos());
+    let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+    (epoch + tick.saturating_mul(ticks)).into()
 }
 
 /// The server is shutting down.

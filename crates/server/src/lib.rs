@@ -2,7 +2,8 @@
 //!
 //! Where a chat message travels (see docs/architecture.md for the diagram):
 //!
-//! 1. [`http`] upgrades `GET /ws` ([`websocket`] does the RFC 6455 part) and
+//! 1. [`listener`] accepts the TCP connection and bounds its HTTP phase;
+//!    [`http`] upgrades `GET /ws` ([`websocket`] does the RFC 6455 part) and
 //!    starts a [`connection`] task-actor.
 //! 2. The connection decodes and validates the frame, rate-limits it and casts
 //!    it to its [`room`] actor (found or created by the [`registry`]).

@@ -50,7 +50,9 @@ struct Partial {
 pub struct Decoder {
     buf: BytesMut,
     max_message: usize,
-    partial: Option<Partial>,
+    /// Boxed: fragmented messages are rare, and an idle connection should
+    /// not carry room for one.
+    partial: Option<Box<Partial>>,
 }
 
 impl Decoder {
@@ -73,6 +75,11 @@ impl Decoder {
     pub fn reset(&mut self) {
         self.buf.clear();
         self.partial = None;
+    }
+
+    /// Whether a fragmented message has begun and not ended.
+    pub fn is_fragmented_message(&self) -> bool {
+        self.partial.is_some()
     }
 
     /// Whether a frame or a fragmented message has begun and not ended.
@@ -112,7 +119,7 @@ impl Decoder {
                     return partial.finish().map(Some);
                 }
                 partial.check_utf8()?;
-                self.partial = Some(partial);
+                self.partial = Some(Box::new(partial));
                 Ok(None)
             }
             OP_CONTINUATION => {
@@ -129,7 +136,7 @@ impl Decoder {
                 }
                 partial.data.extend_from_slice(&frame.payload);
                 if frame.fin {
-                    return partial.finish().map(Some);
+                    return (*partial).finish().map(Some);
                 }
                 partial.check_utf8()?;
                 self.partial = Some(partial);

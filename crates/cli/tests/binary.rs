@@ -2,6 +2,7 @@
 //! exhaustion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -148,6 +148,12 @@ pub struct Config {
     /// with exactly this text. Never set it in production.
     #[arg(long, env = "ACTORCHAT_DEBUG_PANIC_PHRASE", hide = true)]
     pub debug_panic_phrase: Option<String>,
+
+    /// Fault injection for tests: a room actor pauses for 500 ms (without
+    /// blocking a thread) when it receives a chat with exactly this text, so
+    /// its inbox fills. Never set it in production.
+    #[arg(long, env = "ACTORCHAT_DEBUG_PAUSE_PHRASE", hide = true)]
+    pub debug_pause_phrase: Option<String>,
 }
 
 /// A configuration value out of its range; the message names the flag.

@@ -270,3 +270,157 @@ impl RegistryState {
         Some(room)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::mailbox::{Delivery, Mailbox, mailbox};
+    use crate::room::{ChatIn, RoomMsg};
+    use actorchat_protocol::{Limits, ServerFrame};
+    use ractor::rpc::CallResult;
+
+    async fn spawn_registry(max_rooms: usize) -> ActorRef<RegistryMsg> {
+        let settings = Arc::new(RoomSettings {
+            limits: Limits {
+                max_text_chars: 4000,
+                max_frame_bytes: 16 * 1024,
+                max_messages_per_sec: 20,
+            },
+            presence_interval: Duration::from_millis(1),
+            // Idle at once: every moment a room is empty, its stop is due.
+            idle_after: Duration::ZERO,
+            first_join_grace: Duration::ZERO,
+            panic_phrase: None,
+            pause_phrase: None,
+        });
+        let args = RegistryArgs {
+            settings,
+            metrics: Arc::new(Metrics::default()),
+            sequences: Arc::new(Sequences::default()),
+            max_rooms,
+        };
+        Actor::spawn(None, RoomRegistry, args).await.unwrap().0
+    }
+
+    async fn find(registry: &ActorRef<RegistryMsg>, room: &str) -> Result<RoomHandle, LookupError> {
+        let answer = registry
+            .call(
+                |reply| RegistryMsg::Lookup {
+                    room: room.to_owned(),
+                    reply,
+                },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap();
+        match answer {
+            CallResult::Success(found) => found,
+            _ => panic!("the registry did not answer"),
+        }
+    }
+
+    /// Joins; `None` if the room had stopped before the join reached it.
+    async fn join(room: &RoomHandle, session: u64) -> Option<Mailbox> {
+        let (member, mailbox) = mailbox(64, 4096);
+        let joined = room
+            .actor
+            .call(
+                |reply| RoomMsg::Join {
+                    session,
+                    name: format!("m{session}"),
+                    member,
+                    reply,
+                },
+                Some(Duration::from_secs(5)),
+            )
+            .await;
+        matches!(joined, Ok(CallResult::Success(()))).then_some(mailbox)
+    }
+
+    fn chat(room: &RoomHandle, session: u64, text: &str) {
+        let msg = ChatIn {
+            session,
+            departed_name: None,
+            text: text.to_owned(),
+            client_id: None,
+            sent_at: None,
+            calc: None,
+        };
+        room.chat(msg, None).unwrap();
+    }
+
+    /// The next chat's id; panics if the mailbox closes (the room stopped
+    /// under its member).
+    async fn next_chat_id(mailbox: &mut Mailbox) -> u64 {
+        loop {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), mailbox.recv())
+                .await
+                .expect("no chat within 5 s");
+            let Delivery::Frames(frames) = delivery else {
+                panic!("the room stopped under a member: {delivery:?}");
+            };
+            for f in frames {
+                if let Ok(ServerFrame::Chat(c)) = serde_json::from_slice(&f) {
+                    return c.id;
+                }
+            }
+        }
+    }
+
+    /// The idle-stop race: a member leaves (the room's stop is due at once)
+    /// while another joiner, holding the room's handle from an earlier
+    /// lookup, joins. Whichever comes first, a joined member is never
+    /// dropped by an idle stop, and the ids it sees never go backwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_stop_never_strands_a_member_that_joined_meanwhile() {
+        let registry = spawn_registry(100).await;
+        let (mut joined_in_time, mut joined_too_late) = (0, 0);
+        for i in 0..200u64 {
+            let Ok(room) = find(&registry, "r").await else {
+                panic!("lookup failed");
+            };
+            let Some(mut first) = join(&room, 2 * i + 1).await else {
+                continue;
+            };
+            chat(&room, 2 * i + 1, "hello");
+            let id = next_chat_id(&mut first).await;
+            room.cast(RoomMsg::Leave { session: 2 * i + 1 });
+            drop(first);
+            // The room is empty now; its stop races this join, which comes
+            // a little later each time.
+            for _ in 0..i % 16 {
+                tokio::task::yield_now().await;
+            }
+            if i % 5 == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            let Some(mut second) = join(&room, 2 * i + 2).await else {
+                joined_too_late += 1;
+                continue;
+            };
+            joined_in_time += 1;
+            tokio::task::yield_now().await;
+            chat(&room, 2 * i + 2, "still here");
+            let next = next_chat_id(&mut second).await;
+            assert!(next > id, "ids went backwards: {id}, then {next}");
+            room.cast(RoomMsg::Leave { session: 2 * i + 2 });
+        }
+        eprintln!("joined before the stop: {joined_in_time}, after it: {joined_too_late}");
+        assert!(joined_in_time > 0, "the race was never exercised");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_beyond_max_rooms_is_refused_but_existing_rooms_are_found() {
+        let registry = spawn_registry(2).await;
+        let a = find(&registry, "a").await.unwrap();
+        let _keep = join(&a, 1).await.unwrap();
+        let b = find(&registry, "b").await.unwrap();
+        let _keep_b = join(&b, 2).await.unwrap();
+        assert_eq!(
+            find(&registry, "c").await.err(),
+            Some(LookupError::RoomLimit { max: 2 })
+        );
+        assert!(find(&registry, "a").await.is_ok());
+    }
+}

@@ -161,8 +161,12 @@ pub struct RoomSettings {
     pub limits: Limits,
     pub presence_interval: Duration,
     pub idle_after: Duration,
+    /// How long a new room waits for its first member before it may stop.
+    pub first_join_grace: Duration,
     /// Test-only fault injection; see `Config::debug_panic_phrase`.
     pub panic_phrase: Option<String>,
+    /// Test-only fault injection; see `Config::debug_pause_phrase`.
+    pub pause_phrase: Option<String>,
 }
 
 pub struct RoomArgs {
@@ -243,8 +247,15 @@ impl Actor for Room {
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
         // A room nobody joins (the joiner vanished between lookup and join)
-        // must not live forever.
-        state.schedule_idle_check(&myself);
+        // must not live forever; but its first joiner gets at least the join
+        // timeout to arrive, however short the idle period.
+        state.idle_generation += 1;
+        let generation = state.idle_generation;
+        let first_wait = state
+            .settings
+            .idle_after
+            .max(state.settings.first_join_grace);
+        myself.send_after(first_wait, move || RoomMsg::IdleCheck { generation });
         Ok(())
     }
 
@@ -281,6 +292,9 @@ impl Actor for Room {
                         "fault injection: room {} received the panic phrase",
                         state.name
                     );
+                }
+                if state.settings.pause_phrase.as_deref() == Some(text.as_str()) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 let chat = ChatIn {
                     session,

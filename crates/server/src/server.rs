@@ -110,6 +110,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         presence_interval: config.presence_interval(),
         idle_after: config.room_idle(),
         panic_phrase: config.debug_panic_phrase.clone(),
+        pause_phrase: config.debug_pause_phrase.clone(),
+        first_join_grace: crate::connection::JOIN_TIMEOUT,
     });
     let registry = RegistryArgs {
         settings,

@@ -61,6 +61,30 @@ fn cpu_seconds(pid: u32) -> f64 {
     actorchat::metrics::cpu_seconds_of(&pid.to_string()).expect("the server's /proc stat")
 }
 
+#[test]
+fn an_invalid_setting_exits_with_status_2_and_names_the_flag() {
+    for (args, flag) in [
+        (
+            &["--calc-timeout-ms", "18446744073709551615"][..],
+            "--calc-timeout-ms",
+        ),
+        (&["--max-rooms", "0"][..], "--max-rooms"),
+        (
+            &["--allowed-origins", "evil.example"][..],
+            "--allowed-origins",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_actorchat"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
     let (mut child, addr) = spawn(None, "");

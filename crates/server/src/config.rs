@@ -307,3 +307,68 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::for_tests().unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_flag() {
+        let cases: [(&str, fn(&mut Config)); 6] = [
+            ("--calc-timeout-ms", |c| c.calc_timeout_ms = u64::MAX),
+            ("--calc-timeout-ms", |c| c.calc_timeout_ms = 0),
+            ("--max-rooms", |c| c.max_rooms = 0),
+            ("--room-inbox", |c| c.room_inbox = 0),
+            ("--presence-interval-ms", |c| {
+                c.presence_interval_ms = u64::MAX
+            }),
+            ("--allowed-origins", |c| {
+                c.allowed_origins = "example.com".into()
+            }),
+        ];
+        for (flag, break_it) in cases {
+            let mut config = Config::for_tests().unwrap();
+            break_it(&mut config);
+            let e = config.validate().unwrap_err();
+            assert_eq!(e.flag, flag);
+            assert!(e.to_string().starts_with(flag), "{e}");
+        }
+    }
+
+    /// Run in a child process (see below) with an `ACTORCHAT_*` variable
+    /// set; does nothing when run directly.
+    #[test]
+    fn child_for_tests_ignores_the_environment() {
+        if std::env::var_os("ACTORCHAT_RATE_PER_SEC").is_none() {
+            return;
+        }
+        let config = Config::for_tests().unwrap();
+        assert_eq!(
+            config.rate_per_sec, 20,
+            "for_tests read ACTORCHAT_RATE_PER_SEC"
+        );
+    }
+
+    /// Setting a variable in this process would race the other tests'
+    /// threads, so the check runs in a child process of this test binary.
+    #[test]
+    fn for_tests_does_not_read_actorchat_variables() {
+        let exe = std::env::current_exe().unwrap();
+        let status = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "config::tests::child_for_tests_ignores_the_environment",
+                "--quiet",
+            ])
+            .env("ACTORCHAT_RATE_PER_SEC", "7")
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}

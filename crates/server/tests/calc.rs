@@ -266,7 +266,6 @@ async fn requests_whose_senders_left_give_their_queue_slots_back_at_once() {
     // not answered busy.
     let mut d = Client::connect(addr, "d", "queue").await;
     d.chat("10!").await;
-    d.ping(2).await;
     drop(z);
     let calc = d.next_chat().await.calc.unwrap();
     assert_eq!(calc.status, CalcStatus::Ok, "{:?}", calc.reason);

@@ -98,6 +98,34 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_TCP_NODELAY", default_value_t = true, action = clap::ArgAction::Set)]
     pub tcp_nodelay: bool,
 
+    /// Seconds a client has to send a complete set of HTTP request headers
+    /// (also the longest an idle keep-alive HTTP connection stays open);
+    /// slower ones are closed. Stops slowloris.
+    #[arg(long, env = "ACTORCHAT_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
+    /// Most TCP connections in their HTTP phase (not yet upgraded to a
+    /// WebSocket) at once. One more closes the oldest at once to make room
+    /// (counted in `actorchat_pending_evicted_total`), so stalled sockets
+    /// cannot lock new clients out.
+    #[arg(long, env = "ACTORCHAT_MAX_PENDING_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_pending_connections: u64,
+
+    /// Seconds of silence from a client (nothing received, pongs included)
+    /// after which the server sends it a WebSocket ping.
+    #[arg(long, env = "ACTORCHAT_PING_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub ping_interval_secs: u64,
+
+    /// Seconds of silence after which a connection is closed with 1001 (a
+    /// peer that vanished without a FIN). Must exceed the ping interval.
+    #[arg(long, env = "ACTORCHAT_IDLE_TIMEOUT_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub idle_timeout_secs: u64,
+
+    /// Seconds within which a frame or fragmented message that has begun must
+    /// be complete; otherwise the connection is closed with 1008.
+    #[arg(long, env = "ACTORCHAT_FRAME_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub frame_timeout_secs: u64,
+
     /// Seconds to wait for connections to close on SIGINT/SIGTERM.
     #[arg(long, env = "ACTORCHAT_SHUTDOWN_GRACE_SECS", default_value_t = 4)]
     pub shutdown_grace_secs: u64,
@@ -265,6 +293,27 @@ impl Config {
             0,
             MAX_DURATION_MS,
         )?;
+        // The ranges clap checks at parse time, again for configs built in
+        // code, plus the one relation between two of them.
+        within("--header-timeout-secs", self.header_timeout_secs, 1, 3600)?;
+        within(
+            "--max-pending-connections",
+            self.max_pending_connections,
+            1,
+            1_000_000,
+        )?;
+        within("--ping-interval-secs", self.ping_interval_secs, 1, 86_400)?;
+        within("--idle-timeout-secs", self.idle_timeout_secs, 2, 86_400)?;
+        if self.idle_timeout_secs <= self.ping_interval_secs {
+            return Err(ConfigError {
+                flag: "--idle-timeout-secs",
+                reason: format!(
+                    "must exceed --ping-interval-secs ({}), or a quiet but live client is closed before it is pinged; got {}",
+                    self.ping_interval_secs, self.idle_timeout_secs
+                ),
+            });
+        }
+        within("--frame-timeout-secs", self.frame_timeout_secs, 1, 3600)?;
         within("--read-buffer-bytes", self.read_buffer_bytes, 16, 1 << 20)?;
         within("--write-buffer-bytes", self.write_buffer_bytes, 1, 1 << 24)?;
         within(
@@ -296,6 +345,22 @@ impl Config {
         Duration::from_millis(self.presence_interval_ms)
     }
 
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs)
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_secs(self.ping_interval_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.frame_timeout_secs)
+    }
+
     pub fn room_idle(&self) -> Duration {
         Duration::from_secs(self.room_idle_secs)
     }
@@ -320,7 +385,11 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_their_flag() {
-        let cases: [(&str, fn(&mut Config)); 6] = [
+        type Break = fn(&mut Config);
+        let cases: [(&str, Break); 7] = [
+            ("--idle-timeout-secs", |c| {
+                c.idle_timeout_secs = c.ping_interval_secs
+            }),
             ("--calc-timeout-ms", |c| c.calc_timeout_ms = u64::MAX),
             ("--calc-timeout-ms", |c| c.calc_timeout_ms = 0),
             ("--max-rooms", |c| c.max_rooms = 0),

@@ -46,7 +46,7 @@ use crate::registry::{LookupError, lookup};
 use crate::room::{ChatIn, ChatRefused, RoomHandle, RoomMsg};
 use crate::server::AppState;
 use crate::websocket::frame::FrameError;
-use crate::websocket::{Incoming, ReadError, Reader, Writer};
+use crate::websocket::{self, Closing, DecodeError, Incoming, ReadError, Reader, Writer};
 
 /// A write that makes no progress for this long means the peer is gone or
 /// not reading; the connection is dropped.
@@ -66,10 +66,17 @@ const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
 /// Why a connection ended, and what (if anything) to tell the peer.
 #[derive(Debug)]
 enum Exit {
-    /// Send a close frame with this code and reason.
-    Close(u16, &'static str),
-    /// The peer closed, vanished, or cannot be written to: nothing to send.
+    /// End with the closing handshake.
+    Close(Closing),
+    /// The peer vanished or cannot be written to: nothing to send.
     Gone,
+}
+
+impl Exit {
+    /// The server closes first.
+    fn close(code: u16, reason: &'static str) -> Exit {
+        Exit::Close(Closing::new(code, reason))
+    }
 }
 
 /// The session a connection owns.
@@ -88,6 +95,10 @@ struct Session {
     last_rate_notice: Option<Instant>,
     /// This client's calculation in progress and the chat held behind it.
     holdback: HoldBack<RoomHandle>,
+    /// When anything (a frame of any kind, pongs included) last arrived:
+    /// the keepalive pings after `ping_interval` of silence and closes after
+    /// `idle_timeout`.
+    last_inbound: Instant,
 }
 
 /// Why joining a room failed.
@@ -99,17 +110,30 @@ enum JoinError {
     Unavailable,
 }
 
+/// What the upgrade decided for a new session: who it is and where it
+/// goes (the room already looked up, so a room limit was a plain 503).
+pub(crate) struct Admitted {
+    pub id: SessionId,
+    pub peer: SocketAddr,
+    pub name: String,
+    pub room: String,
+    pub found: RoomHandle,
+}
+
 /// Runs one WebSocket session to its end.
-pub async fn run(
+pub(crate) async fn run(
     mut reader: Reader,
     mut writer: Writer,
     state: Arc<AppState>,
-    id: SessionId,
-    peer: SocketAddr,
-    name: String,
-    room: String,
-    found: RoomHandle,
+    admitted: Admitted,
 ) {
+    let Admitted {
+        id,
+        peer,
+        name,
+        room,
+        found,
+    } = admitted;
     state.metrics.connections.fetch_add(1, Relaxed);
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
     let joined = Box::pin(join_room(&state, id, &name, &room, Some(found))).await;
@@ -134,6 +158,7 @@ pub async fn run(
                 strike_window_start: now,
                 last_rate_notice: None,
                 holdback: HoldBack::default(),
+                last_inbound: now,
             };
             let exit = session.run(&state, &mut reader, &mut writer).await;
             session.room.cast(RoomMsg::Leave { session: id });
@@ -147,8 +172,8 @@ pub async fn run(
         }
         Err(exit) => exit,
     };
-    if let Exit::Close(code, reason) = exit {
-        let _ = tokio::time::timeout(Duration::from_secs(1), writer.close(code, reason)).await;
+    if let Exit::Close(closing) = exit {
+        websocket::close(reader, writer, closing).await;
     }
     state.metrics.connections.fetch_sub(1, Relaxed);
 }
@@ -212,7 +237,7 @@ fn join_failed(id: SessionId, room: &str, e: JoinError) -> Exit {
                 max_rooms = max,
                 "room limit reached while rejoining; closing"
             );
-            Exit::Close(
+            Exit::close(
                 close_code::TRY_AGAIN_LATER,
                 "The server has its most rooms; try again later.",
             )
@@ -222,7 +247,7 @@ fn join_failed(id: SessionId, room: &str, e: JoinError) -> Exit {
                 session = id,
                 room, "could not join room: the registry or the room did not answer; closing"
             );
-            Exit::Close(
+            Exit::close(
                 close_code::INTERNAL_ERROR,
                 "The room is unavailable; try again.",
             )
@@ -266,10 +291,14 @@ impl Session {
         let shutdown = state.shutdown.clone();
         let shutdown = shutdown.cancelled();
         tokio::pin!(shutdown);
+        // One timer per connection, reset only when it fires (never per
+        // frame), so keepalive costs nothing on the hot path.
+        let keepalive = tokio::time::sleep(state.config.ping_interval());
+        tokio::pin!(keepalive);
         loop {
             tokio::select! {
                 biased;
-                () = &mut shutdown => return Exit::Close(close_code::GOING_AWAY, "The server is shutting down."),
+                () = &mut shutdown => return going_away(),
                 result = self.holdback.result() => self.on_calc_result(state, result),
                 delivery = self.mailbox.recv() => match delivery {
                     Delivery::Frames(frames) => {
@@ -283,35 +312,87 @@ impl Session {
                                     return Exit::Gone;
                                 }
                             },
-                            () = &mut shutdown => return Exit::Gone,
+                            // A cut-short write resumes in the closing handshake.
+                            kick = self.mailbox.kicked() => return self.kicked(kick),
+                            () = &mut shutdown => return going_away(),
                         }
                     }
-                    Delivery::Kicked(Kick::SlowConsumer) => {
-                        return Exit::Close(close_code::TRY_AGAIN_LATER, "Too slow: your outbound queue overflowed.");
-                    }
+                    Delivery::Kicked(kick) => return self.kicked(kick),
                     // The room dropped us without a kick: it died. Rejoin.
                     Delivery::Closed => if let Err(exit) = self.rejoin(state).await { return exit },
                 },
                 inbound = reader.next() => {
+                    if inbound.is_ok() {
+                        self.last_inbound = Instant::now();
+                    }
                     let exit = match inbound {
                         Ok(Incoming::Text(text)) => Box::pin(self.on_text(state, tx, text)).await,
-                        Ok(Incoming::Binary) => {
+                        Ok(Incoming::Binary(_)) => {
                             state.metrics.policy_disconnects.fetch_add(1, Relaxed);
                             warn!(session = self.id, peer = %self.peer, "binary frame; closing with 1008");
-                            Some(Exit::Close(close_code::POLICY_VIOLATION, "Binary frames are not supported; send JSON text frames."))
+                            Some(Exit::close(close_code::POLICY_VIOLATION, "Binary frames are not supported; send JSON text frames."))
                         }
                         Ok(Incoming::Ping(payload)) => match tokio::time::timeout(WRITE_TIMEOUT, tx.pong(&payload)).await {
                             Ok(Ok(())) => None,
                             _ => Some(Exit::Gone),
                         },
-                        // Answer the client's close, then end.
-                        Ok(Incoming::Close(_)) => Some(Exit::Close(close_code::NORMAL, "")),
+                        Ok(Incoming::Pong) => None,
+                        // Answer the client's close (its code echoed), then end.
+                        Ok(Incoming::Close(code)) => Some(Exit::Close(Closing::answer(code))),
                         Err(e) => Some(self.read_error(state, e)),
                     };
                     if let Some(exit) = exit {
                         return exit;
                     }
                 }
+                () = &mut keepalive => {
+                    match self.keepalive(state, tx).await {
+                        Ok(next) => keepalive.as_mut().reset(next.into()),
+                        Err(exit) => return exit,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The keepalive timer fired: close a connection silent for the idle
+    /// timeout (a peer that vanished without a FIN, a NAT that forgot us),
+    /// ping one silent for the ping interval (browsers answer pings by
+    /// themselves). Returns when to look again.
+    async fn keepalive(&self, state: &AppState, tx: &mut Writer) -> Result<Instant, Exit> {
+        let now = Instant::now();
+        let silent = now.duration_since(self.last_inbound);
+        let (ping_interval, idle_timeout) =
+            (state.config.ping_interval(), state.config.idle_timeout());
+        if silent >= idle_timeout {
+            state.metrics.idle_disconnects.fetch_add(1, Relaxed);
+            info!(session = self.id, peer = %self.peer, silent_secs = silent.as_secs(), "nothing received within the idle timeout; closing with 1001");
+            return Err(Exit::close(
+                close_code::GOING_AWAY,
+                "Nothing received within the idle timeout (pings unanswered); closing.",
+            ));
+        }
+        if silent < ping_interval {
+            return Ok(self.last_inbound + ping_interval);
+        }
+        match tokio::time::timeout(WRITE_TIMEOUT, tx.ping(b"keepalive")).await {
+            Ok(Ok(())) => {
+                state.metrics.pings_sent.fetch_add(1, Relaxed);
+                Ok((now + ping_interval).min(self.last_inbound + idle_timeout))
+            }
+            _ => Err(Exit::Gone),
+        }
+    }
+
+    /// The room removed this connection.
+    fn kicked(&self, kick: Kick) -> Exit {
+        match kick {
+            Kick::SlowConsumer => {
+                warn!(session = self.id, peer = %self.peer, "slow consumer: outbound queue overflowed; closing with 1013");
+                Exit::close(
+                    close_code::TRY_AGAIN_LATER,
+                    "Too slow: your outbound queue overflowed.",
+                )
             }
         }
     }
@@ -357,7 +438,7 @@ impl Session {
                 if self.strikes > MAX_STRIKES {
                     state.metrics.policy_disconnects.fetch_add(1, Relaxed);
                     warn!(session = self.id, peer = %self.peer, "too many invalid frames; closing with 1008");
-                    return Some(Exit::Close(
+                    return Some(Exit::close(
                         close_code::POLICY_VIOLATION,
                         "Too many invalid frames.",
                     ));
@@ -570,31 +651,27 @@ impl Session {
     }
 
     fn read_error(&self, state: &AppState, e: ReadError) -> Exit {
+        let Some(closing) = e.closing() else {
+            debug!(session = self.id, error = %e, "connection ended");
+            return Exit::Gone;
+        };
         match e {
-            ReadError::Frame(FrameError::TooBig { size, limit }) => {
+            ReadError::Decode(DecodeError::Frame(FrameError::TooBig { size, limit })) => {
                 state.metrics.oversize_disconnects.fetch_add(1, Relaxed);
-                warn!(
-                    session = self.id, peer = %self.peer, size, limit,
-                    "frame over the size limit; closing with 1009"
-                );
-                Exit::Close(close_code::MESSAGE_TOO_BIG, "Frame too large.")
+                warn!(session = self.id, peer = %self.peer, size, limit, "frame over the size limit; closing with 1009");
             }
-            ReadError::Frame(FrameError::Protocol(why)) => {
+            _ => {
                 state.metrics.policy_disconnects.fetch_add(1, Relaxed);
-                warn!(session = self.id, peer = %self.peer, reason = why, "WebSocket protocol error; closing with 1002");
-                Exit::Close(close_code::PROTOCOL_ERROR, why)
-            }
-            ReadError::InvalidUtf8 => {
-                state.metrics.policy_disconnects.fetch_add(1, Relaxed);
-                warn!(session = self.id, peer = %self.peer, "text frame is not UTF-8; closing with 1007");
-                Exit::Close(close_code::INVALID_DATA, "Text frames must be UTF-8.")
-            }
-            ReadError::Eof | ReadError::Io(_) => {
-                debug!(session = self.id, error = %e, "connection ended");
-                Exit::Gone
+                warn!(session = self.id, peer = %self.peer, error = %e, code = closing.code, "WebSocket protocol violation; closing");
             }
         }
+        Exit::Close(closing)
     }
+}
+
+/// The server is shutting down.
+fn going_away() -> Exit {
+    Exit::close(close_code::GOING_AWAY, "The server is shutting down.")
 }
 
 /// Writes a batch of frames with one call (more only if the socket takes it
@@ -603,8 +680,8 @@ impl Session {
 /// bounds what a slow connection buffers.
 async fn write_batch(tx: &mut Writer, frames: &[Bytes], state: &AppState) -> std::io::Result<()> {
     let metrics = &state.metrics;
-    // They have left the queue: the depth gauge counts them out now, whether
-    // or not the write succeeds.
+    // The frames left the queue when they were taken, whether or not the
+    // write completes.
     metrics
         .outbound_queue_depth
         .fetch_sub(frames.len() as i64, Relaxed);

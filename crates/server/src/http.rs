@@ -19,11 +19,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use tracing::warn;
 
 use crate::assets;
-use crate::connection::{self, JOIN_TIMEOUT};
+use crate::connection::{self, Admitted, JOIN_TIMEOUT};
 use crate::identity::default_name;
 use crate::registry::{LookupError, lookup};
 use crate::server::AppState;
-use crate::websocket::{Buffers, Upgrade};
+use crate::websocket::{Settings, Upgrade};
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -125,13 +125,21 @@ async fn websocket(
     let id = state.sessions.next();
     let name = name.unwrap_or_else(|| default_name(id));
     let room = room.to_owned();
-    let buffers = Buffers {
+    let settings = Settings {
         read: state.config.read_buffer_bytes,
         max_message: state.config.max_frame_bytes,
+        frame_timeout: state.config.frame_timeout(),
     };
     let tracker = state.connections.clone();
-    upgrade.on_upgrade(&tracker, buffers, move |reader, writer| async move {
-        connection::run(reader, writer, state, id, peer, name, room, found).await;
+    upgrade.on_upgrade(&tracker, settings, move |reader, writer| async move {
+        let admitted = Admitted {
+            id,
+            peer,
+            name,
+            room,
+            found,
+        };
+        connection::run(reader, writer, state, admitted).await;
         drop(permit);
     })
 }

@@ -31,6 +31,7 @@ pub mod config;
 pub(crate) mod connection;
 pub(crate) mod http;
 pub(crate) mod identity;
+pub(crate) mod listener;
 pub(crate) mod mailbox;
 pub mod metrics;
 pub(crate) mod origin;

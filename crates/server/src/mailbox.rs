@@ -64,6 +64,9 @@ struct Shared {
     state: Mutex<State>,
     /// The connection task, woken when something arrives.
     waker: AtomicWaker,
+    /// The connection task while it writes, woken only by a kick: a separate
+    /// waker, so frames offered during a long write do not wake it each time.
+    kick_waker: AtomicWaker,
 }
 
 struct State {
@@ -109,6 +112,7 @@ pub fn mailbox(capacity: usize, batch_bytes: usize) -> (MemberHandle, Mailbox) {
             mailbox_dropped: false,
         }),
         waker: AtomicWaker::new(),
+        kick_waker: AtomicWaker::new(),
     });
     (
         MemberHandle {
@@ -152,6 +156,7 @@ impl Drop for MemberHandle {
     fn drop(&mut self) {
         self.shared.lock().handle_dropped = true;
         self.shared.waker.wake();
+        self.shared.kick_waker.wake();
     }
 }
 
@@ -166,6 +171,22 @@ impl Mailbox {
             // Something may have arrived between the check and registering.
             match self.poll_now() {
                 Some(delivery) => Poll::Ready(delivery),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Resolves when the room kicks this member; never otherwise. For the
+    /// connection to watch while it is busy writing.
+    pub async fn kicked(&self) -> Kick {
+        poll_fn(|cx| {
+            if let Some(kick) = self.shared.lock().kick {
+                return Poll::Ready(kick);
+            }
+            self.shared.kick_waker.register(cx.waker());
+            match self.shared.lock().kick {
+                Some(kick) => Poll::Ready(kick),
                 None => Poll::Pending,
             }
         })
@@ -289,6 +310,20 @@ mod tests {
         member.offer(&frame("a")).unwrap();
         member.kick(Kick::SlowConsumer);
         assert_eq!(mailbox.recv().await, Delivery::Kicked(Kick::SlowConsumer));
+    }
+
+    #[tokio::test]
+    async fn a_kick_wakes_a_connection_that_is_busy_writing() {
+        let (member, mailbox) = mailbox(4, 1024);
+        let watcher = tokio::spawn(async move { mailbox.kicked().await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        member.offer(&frame("a")).unwrap();
+        member.kick(Kick::SlowConsumer);
+        let got = tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Kick::SlowConsumer);
     }
 
     #[tokio::test]

@@ -56,8 +56,21 @@ pub struct Metrics {
     pub slow_consumer_disconnects: AtomicU64,
     /// Clients disconnected with 1009 for an oversize frame.
     pub oversize_disconnects: AtomicU64,
-    /// Clients disconnected with 1008 (binary frames, repeated abuse).
+    /// Clients disconnected with 1002/1007/1008 (protocol violations,
+    /// binary frames, repeated abuse, frame timeouts).
     pub policy_disconnects: AtomicU64,
+    /// Clients closed with 1001 because nothing arrived within the idle timeout.
+    pub idle_disconnects: AtomicU64,
+    /// Keepalive pings sent to silent connections.
+    pub pings_sent: AtomicU64,
+    /// TCP connections still in their HTTP phase (not upgraded, not closed).
+    pub pending_connections: AtomicI64,
+    /// Pending TCP connections closed to make room for a newer one because
+    /// `max_pending_connections` were already in their HTTP phase.
+    pub pending_evicted: AtomicU64,
+    /// HTTP connections closed because a request's headers did not arrive
+    /// within the header timeout.
+    pub header_timeouts: AtomicU64,
     /// Frames sitting in outbound queues right now, summed over connections.
     pub outbound_queue_depth: AtomicI64,
     /// `error` frames sent, by code, indexed like [`ErrorCode::ALL`].
@@ -272,7 +285,7 @@ impl Metrics {
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let gauges: [(&str, &str, i64); 5] = [
+        let gauges: [(&str, &str, i64); 6] = [
             (
                 "actorchat_connections",
                 "Open WebSocket connections.",
@@ -292,6 +305,11 @@ impl Metrics {
                 "actorchat_room_inbox_deepest",
                 "Chat messages waiting in the fullest room inbox.",
                 i64::try_from(self.room_inboxes.deepest()).unwrap_or(i64::MAX),
+            ),
+            (
+                "actorchat_pending_connections",
+                "TCP connections in their HTTP phase (not yet upgraded).",
+                self.pending_connections.load(Relaxed),
             ),
             ("process_open_fds", "Open file descriptors.", open_fds()),
         ];
@@ -366,8 +384,28 @@ impl Metrics {
             ),
             (
                 "actorchat_policy_disconnects_total",
-                "Clients closed with 1008 for binary frames or abuse.",
+                "Clients closed with 1002, 1007 or 1008: protocol violations, binary frames, abuse, frame timeouts.",
                 &self.policy_disconnects,
+            ),
+            (
+                "actorchat_idle_disconnects_total",
+                "Clients closed with 1001 after the idle timeout.",
+                &self.idle_disconnects,
+            ),
+            (
+                "actorchat_pings_sent_total",
+                "Keepalive pings sent to silent connections.",
+                &self.pings_sent,
+            ),
+            (
+                "actorchat_pending_evicted_total",
+                "Oldest pending (not yet upgraded) connections closed to make room at the cap.",
+                &self.pending_evicted,
+            ),
+            (
+                "actorchat_header_timeouts_total",
+                "HTTP connections closed because headers did not arrive in time.",
+                &self.header_timeouts,
             ),
         ];
         for (name, help, value) in counters {

@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use actorchat_protocol::{Limits, MAX_TEXT_CHARS};
 use axum::Router;
-use axum::serve::ListenerExt;
 use ractor::{Actor, ActorRef};
-
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -28,6 +26,7 @@ use crate::calc::{ResultStore, SchedulerArgs};
 use crate::config::{Config, ConfigError};
 use crate::http;
 use crate::identity::SessionIds;
+use crate::listener;
 use crate::metrics::Metrics;
 use crate::origin::AllowedOrigins;
 use crate::registry::{RegistryArgs, Sequences};
@@ -78,7 +77,7 @@ pub enum StartError {
 pub struct RunningServer {
     addr: SocketAddr,
     state: Arc<AppState>,
-    serve: JoinHandle<std::io::Result<()>>,
+    serve: JoinHandle<()>,
 }
 
 /// Binds the listener, starts the actors and begins serving.
@@ -160,19 +159,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         connections: TaskTracker::new(),
     });
     let app: Router = http::router(state.clone());
-    let nodelay = state.config.tcp_nodelay;
-    let listener = listener.tap_io(move |tcp| {
-        let _ = tcp.set_nodelay(nodelay);
-    });
-    let stop = state.shutdown.clone();
-    let serve = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-    });
+    let serve = tokio::spawn(listener::serve(listener, app, state.clone()));
     info!(%addr, max_connections, "listening");
     Ok(RunningServer { addr, state, serve })
 }
@@ -211,8 +198,7 @@ impl RunningServer {
             );
         }
         match tokio::time::timeout(Duration::from_secs(1), serve).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server ended with an error"),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
             Err(_) => warn!("HTTP server did not stop within 1 s"),
         }

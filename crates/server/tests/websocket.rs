@@ -4,126 +4,13 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
 use actorchat_protocol::ServerFrame;
-use common::{FRAME_TIMEOUT, config, http_get, server};
+use std::time::{Duration, Instant};
+
+use common::raw::{CLOSE, CONTINUATION, PING, PONG, Raw, TEXT, find_close, upgrade_request};
+use common::{config, http_get, metric, server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-const TEXT: u8 = 0x1;
-const CONTINUATION: u8 = 0x0;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
-
-/// A client speaking raw RFC 6455 frames.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    async fn connect(addr: SocketAddr) -> Raw {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let request = format!(
-            "GET /ws?name=raw HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = Raw {
-            stream,
-            buf: Vec::new(),
-        };
-        let head = raw.read_until_blank_line().await;
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
-        // The welcome.
-        let (op, payload) = raw.frame().await;
-        assert_eq!(op, TEXT);
-        assert!(matches!(
-            serde_json::from_slice(&payload).unwrap(),
-            ServerFrame::Welcome(_)
-        ));
-        raw
-    }
-
-    async fn read_until_blank_line(&mut self) -> String {
-        loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-                self.buf.drain(..end + 4);
-                return head;
-            }
-            self.fill().await;
-        }
-    }
-
-    async fn fill(&mut self) {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(FRAME_TIMEOUT, self.stream.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "connection closed");
-        self.buf.extend_from_slice(&chunk[..n]);
-    }
-
-    /// Sends one masked frame.
-    async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8], masked: bool) {
-        let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
-        let mask_bit = if masked { 0x80 } else { 0 };
-        if payload.len() < 126 {
-            out.push(mask_bit | payload.len() as u8);
-        } else {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        }
-        let mask = [0x12, 0x34, 0x56, 0x78];
-        if masked {
-            out.extend_from_slice(&mask);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        } else {
-            out.extend_from_slice(payload);
-        }
-        self.stream.write_all(&out).await.unwrap();
-    }
-
-    /// Reads one (unmasked) server frame.
-    async fn frame(&mut self) -> (u8, Vec<u8>) {
-        loop {
-            if self.buf.len() >= 2 {
-                assert_eq!(self.buf[1] & 0x80, 0, "server frames are unmasked");
-                let (len, header) = match self.buf[1] & 0x7F {
-                    126 if self.buf.len() >= 4 => (
-                        usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])),
-                        4,
-                    ),
-                    126 => (usize::MAX, 0),
-                    127 => panic!("unexpectedly large frame"),
-                    n => (usize::from(n), 2),
-                };
-                if header > 0 && self.buf.len() >= header + len {
-                    let op = self.buf[0] & 0x0F;
-                    let payload = self.buf[header..header + len].to_vec();
-                    self.buf.drain(..header + len);
-                    return (op, payload);
-                }
-            }
-            self.fill().await;
-        }
-    }
-
-    /// Skips frames until a close frame; returns its code.
-    async fn close_code(&mut self) -> u16 {
-        loop {
-            let (op, payload) = self.frame().await;
-            if op == CLOSE {
-                return u16::from_be_bytes([payload[0], payload[1]]);
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn fragmented_text_with_an_interleaved_ping_is_reassembled() {
@@ -204,5 +91,191 @@ async fn a_plain_get_is_told_to_upgrade() {
     let (status, body) = http_get(server.local_addr(), "/ws").await;
     assert_eq!(status, 400);
     assert!(body.contains("WebSocket"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_close_frames_are_validated_and_valid_codes_echoed() {
+    let server = server(config()).await;
+    let addr = server.local_addr();
+    let with_reason = |code: u16, reason: &[u8]| {
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason);
+        payload
+    };
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (vec![], 1000),
+        (with_reason(1000, b"bye"), 1000),
+        (with_reason(1001, b""), 1001),
+        (with_reason(3000, "κόσμε".as_bytes()), 3000),
+        (with_reason(4999, b""), 4999),
+        (vec![0x03], 1002),
+        (with_reason(999, b""), 1002),
+        (with_reason(1004, b""), 1002),
+        (with_reason(1005, b""), 1002),
+        (with_reason(1006, b""), 1002),
+        (with_reason(1015, b""), 1002),
+        (with_reason(2999, b""), 1002),
+        (with_reason(5000, b""), 1002),
+        (with_reason(1000, &[0xce, 0xba, 0xff]), 1007),
+    ];
+    for (payload, expected) in cases {
+        let mut raw = Raw::connect(addr).await;
+        raw.send(true, CLOSE, &payload, true).await;
+        // The answer arrives and then the server closes TCP (no RST).
+        let rest = raw.read_to_eof().await;
+        let (code, _) = find_close(&rest).expect("a close frame");
+        assert_eq!(code, expected, "client close payload {payload:?}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_close_frame_survives_bytes_still_in_flight() {
+    let server = server(config()).await;
+    let mut raw = Raw::connect(server.local_addr()).await;
+    // An unmasked frame (1002) followed at once by 256 KiB more that the
+    // server has not read when it decides to close. Dropping the socket
+    // then would make the kernel send RST and could destroy the close frame.
+    let mut bytes = vec![0x81, 0x02, b'h', b'i'];
+    bytes.extend(std::iter::repeat_n(0x89, 256 * 1024));
+    let (mut read, mut write) = raw.stream.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&bytes).await;
+        write
+    });
+    let mut received = std::mem::take(&mut raw.buf);
+    tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut received))
+        .await
+        .expect("the server closes the connection")
+        .expect("closed with FIN, not reset");
+    assert_eq!(find_close(&received).map(|(code, _)| code), Some(1002));
+    drop(writer);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_64_bit_length_with_its_top_bit_set_is_a_protocol_error() {
+    let server = server(config()).await;
+    let mut raw = Raw::connect(server.local_addr()).await;
+    raw.stream
+        .write_all(&[0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4])
+        .await
+        .unwrap();
+    assert_eq!(raw.close_code().await, 1002);
+    server.shutdown().await;
+}
+
+/// The status line and headers of the answer to a raw request.
+async fn answer(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed before the answer ended");
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap().to_lowercase()
+}
+
+#[tokio::test]
+async fn handshake_refusals_say_what_to_fix() {
+    let server = server(config()).await;
+    let addr = server.local_addr();
+    let short_key = upgrade_request(addr, "/ws", "").replace("dGhlIHNhbXBsZSBub25jZQ==", "short");
+    assert!(answer(addr, &short_key).await.starts_with("http/1.1 400"));
+    let version_8 = upgrade_request(addr, "/ws", "")
+        .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+    let head = answer(addr, &version_8).await;
+    assert!(head.starts_with("http/1.1 426"), "{head}");
+    assert!(head.contains("sec-websocket-version: 13"), "{head}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unfinished_frame_or_message_is_closed_after_the_frame_timeout() {
+    let mut cfg = config();
+    cfg.frame_timeout_secs = 1;
+    let server = server(cfg).await;
+    let addr = server.local_addr();
+
+    let mut half_frame = Raw::connect(addr).await;
+    half_frame
+        .stream
+        .write_all(&[0x81, 0x80 | 100, 1, 2])
+        .await
+        .unwrap();
+    let mut half_message = Raw::connect(addr).await;
+    half_message.send(false, TEXT, br#"{"type":"#, true).await;
+    let started = Instant::now();
+    assert_eq!(half_frame.close_code().await, 1008);
+    assert_eq!(half_message.close_code().await, 1008);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A client that finishes its frames in time is not affected.
+    let mut steady = Raw::connect(addr).await;
+    for _ in 0..3 {
+        steady.send(true, PING, b"tick", true).await;
+        assert_eq!(steady.until(PONG).await, b"tick");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_client_is_pinged_and_closed_when_it_never_answers() {
+    let mut cfg = config();
+    cfg.ping_interval_secs = 1;
+    cfg.idle_timeout_secs = 3;
+    let server = server(cfg).await;
+    let addr = server.local_addr();
+
+    // One client answers every ping, the whole time, on its own task.
+    let mut answering = Raw::connect(addr).await;
+    let answerer = tokio::spawn(async move {
+        let mut answered = 0;
+        while answered < 4 {
+            let (op, payload) = answering.frame().await;
+            assert_ne!(op, CLOSE, "closed although it answered every ping");
+            if op == PING {
+                answering.send(true, PONG, &payload, true).await;
+                answered += 1;
+            }
+        }
+        answering
+    });
+    let mut silent = Raw::connect(addr).await;
+    let started = Instant::now();
+    // The silent one is pinged, never answers, and is closed with 1001.
+    let mut pings = 0;
+    let (code, reason) = loop {
+        let (op, payload) = silent.frame().await;
+        match op {
+            PING => pings += 1,
+            CLOSE => {
+                break (
+                    u16::from_be_bytes([payload[0], payload[1]]),
+                    String::from_utf8_lossy(&payload[2..]).into_owned(),
+                );
+            }
+            _ => {}
+        }
+    };
+    assert!(pings >= 1, "pinged before being closed");
+    assert_eq!(code, 1001);
+    assert!(reason.contains("idle"), "{reason}");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(metric(addr, "actorchat_idle_disconnects_total").await >= 1.0);
+
+    // The answering one outlived the idle timeout and still answers.
+    let mut answering = answerer.await.unwrap();
+    answering.send(true, PING, b"still here", true).await;
+    assert_eq!(answering.until(PONG).await, b"still here");
+    assert!(metric(addr, "actorchat_pings_sent_total").await >= 4.0);
     server.shutdown().await;
 }

@@ -33,9 +33,10 @@ pub enum FrameError {
 }
 
 /// Parses one frame from the front of `buf`, consuming it. `Ok(None)` means
-/// more bytes are needed (nothing is consumed). A frame whose declared
-/// length exceeds `max_payload` is refused from its header alone, before its
-/// payload is read.
+/// more bytes are needed (nothing is consumed, nothing is reserved: a buffer
+/// grows with the bytes that arrive, never with the length a header
+/// announces). A frame whose declared length exceeds `max_payload` is refused
+/// from its header alone, before its payload is read.
 pub fn parse(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Frame>, FrameError> {
     if buf.len() < 2 {
         return Ok(None);
@@ -69,7 +70,14 @@ pub fn parse(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Frame>, Fr
             }
             let mut n = [0u8; 8];
             n.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(n), 10)
+            let len = u64::from_be_bytes(n);
+            // Section 5.2: "the most significant bit MUST be 0".
+            if len >> 63 != 0 {
+                return Err(FrameError::Protocol(
+                    "a 64-bit payload length must have its most significant bit clear",
+                ));
+            }
+            (len, 10)
         }
         n => (u64::from(n), 2),
     };
@@ -87,7 +95,6 @@ pub fn parse(buf: &mut BytesMut, max_payload: usize) -> Result<Option<Frame>, Fr
     let len = len as usize; // at most max_payload
     let total = header_len + 4 + len;
     if buf.len() < total {
-        buf.reserve(total - buf.len());
         return Ok(None);
     }
     let mask = [
@@ -125,6 +132,44 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
     out.extend_from_slice(payload);
+}
+
+/// Whether a client may send this close code (RFC 6455 section 7.4 and the
+/// IANA registry): 1000-1003 and 1007-1014 are defined; 1004-1006 and 1015
+/// are reserved and must never appear on the wire; 3000-4999 belong to
+/// libraries and applications; everything else is unassigned.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Reads a client's close payload (section 5.5.1): empty, or a valid code
+/// followed by a UTF-8 reason. Returns the code, if there is one.
+pub fn parse_close(payload: &[u8]) -> Result<Option<u16>, CloseError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(CloseError::Protocol(
+            "a close frame's body must be empty or hold a 2-byte code",
+        )),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            if !is_valid_close_code(code) {
+                return Err(CloseError::Protocol("invalid close code"));
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(CloseError::InvalidUtf8);
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
+/// Why a client's close frame is malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseError {
+    /// Answer with 1002.
+    Protocol(&'static str),
+    /// The reason is not UTF-8: answer with 1007.
+    InvalidUtf8,
 }
 
 /// The payload of a close frame: the code, then a UTF-8 reason (≤ 123 bytes).
@@ -237,6 +282,47 @@ pub(crate) mod tests {
                 limit: 16384
             })
         );
+    }
+
+    #[test]
+    fn refuses_a_64_bit_length_with_its_top_bit_set() {
+        let header = [0x82, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1];
+        assert!(matches!(
+            parse(&mut BytesMut::from(&header[..]), 16384),
+            Err(FrameError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing() {
+        let mut buf = BytesMut::with_capacity(16);
+        buf.extend_from_slice(&[0x81, 0x80 | 126, 0x40, 0x00, 1, 2, 3, 4]);
+        assert_eq!(parse(&mut buf, 1 << 20), Ok(None));
+        assert!(buf.capacity() < 1024, "reserved {}", buf.capacity());
+    }
+
+    #[test]
+    fn close_payloads() {
+        assert_eq!(parse_close(b""), Ok(None));
+        assert!(matches!(parse_close(&[3]), Err(CloseError::Protocol(_))));
+        for valid in [1000, 1001, 1003, 1007, 1011, 1014, 3000, 4999] {
+            assert_eq!(parse_close(&u16::to_be_bytes(valid)), Ok(Some(valid)));
+        }
+        for invalid in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000] {
+            assert!(
+                matches!(
+                    parse_close(&u16::to_be_bytes(invalid)),
+                    Err(CloseError::Protocol(_))
+                ),
+                "{invalid}"
+            );
+        }
+        let mut bad_reason = 1000u16.to_be_bytes().to_vec();
+        bad_reason.extend_from_slice(&[0xce, 0xba, 0xff]);
+        assert_eq!(parse_close(&bad_reason), Err(CloseError::InvalidUtf8));
+        let mut good_reason = 3000u16.to_be_bytes().to_vec();
+        good_reason.extend_from_slice("κόσμε".as_bytes());
+        assert_eq!(parse_close(&good_reason), Ok(Some(3000)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The WebSocket layer: the HTTP upgrade, then a [`Reader`] and a [`Writer`]
-//! over the upgraded connection.
+//! The WebSocket layer: the HTTP upgrade ([`handshake`]), then a [`Reader`]
+//! and a [`Writer`] over the upgraded connection, and the closing handshake
+//! ([`close`]).
 //!
 //! Why not tungstenite (axum's `WebSocket`): its output buffer keeps the size
 //! of the largest frame it ever wrote and its input buffer is zero-filled to
@@ -8,244 +9,205 @@
 //! frames into one buffer, writes it with one call and lets a large buffer
 //! go afterwards, so an idle connection keeps almost nothing. The protocol
 //! subset is small: no extensions, no subprotocols, server frames unmasked,
-//! client frames masked ([`frame`]).
+//! client frames masked ([`frame`]). Conformance is proven by the
+//! Autobahn|Testsuite against `examples/autobahn_echo.rs`, which uses this
+//! module exactly as the chat does (docs/conformance.md).
 
+pub mod decoder;
 pub mod frame;
+pub mod handshake;
 
-use std::future::Future;
+use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use bytes::{Bytes, BytesMut};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use actorchat_protocol::close_code;
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use sha1::{Digest, Sha1};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio_util::task::TaskTracker;
-use tracing::warn;
+use tokio::time::Instant;
 
-use frame::{FrameError, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT};
+pub use decoder::{DecodeError, Decoder, Incoming};
+pub use handshake::Upgrade;
+
+use frame::{CloseError, FrameError, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 
 type Io = TokioIo<Upgraded>;
 
-/// A valid WebSocket upgrade request (HTTP/1.1, RFC 6455 section 4.2.1).
-pub struct Upgrade {
-    key: HeaderValue,
-    on_upgrade: OnUpgrade,
-}
+/// How long the closing handshake may take once the server has decided to
+/// close: writing what is still queued plus the close frame, then waiting
+/// for the peer's close frame. After it the TCP connection is dropped anyway.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
-    type Rejection = (StatusCode, &'static str);
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let bad = |why| Err((StatusCode::BAD_REQUEST, why));
-        if parts.method != Method::GET {
-            return bad("A WebSocket upgrade must be a GET request.");
-        }
-        if !header_has_token(&parts.headers, header::CONNECTION, "upgrade")
-            || !header_has_token(&parts.headers, header::UPGRADE, "websocket")
-        {
-            return bad(
-                "This endpoint speaks WebSocket: send Connection: Upgrade and Upgrade: websocket.",
-            );
-        }
-        if parts
-            .headers
-            .get(header::SEC_WEBSOCKET_VERSION)
-            .map(HeaderValue::as_bytes)
-            != Some(b"13")
-        {
-            return bad("Only WebSocket version 13 is supported.");
-        }
-        let Some(key) = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned() else {
-            return bad("The Sec-WebSocket-Key header is missing.");
-        };
-        let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
-            return Err((
-                StatusCode::UPGRADE_REQUIRED,
-                "This connection cannot be upgraded.",
-            ));
-        };
-        Ok(Upgrade { key, on_upgrade })
-    }
-}
-
-fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers.get_all(name).iter().any(|value| {
-        value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
-}
-
-/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + the RFC's GUID)).
-fn accept_key(key: &[u8]) -> String {
-    let mut sha = Sha1::new();
-    sha.update(key);
-    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
-}
-
-/// Sizes of a connection's buffers.
+/// Per-connection settings of the WebSocket layer.
 #[derive(Debug, Clone, Copy)]
-pub struct Buffers {
-    /// Bytes reserved for each read.
+pub struct Settings {
+    /// Bytes reserved for a read when the buffer is full; the buffer grows
+    /// with the bytes that arrive (doubling), never with an announced length.
     pub read: usize,
     /// Largest frame or fragmented message accepted (1009 beyond).
     pub max_message: usize,
-}
-
-impl Upgrade {
-    /// Answers 101 Switching Protocols and, once hyper hands over the
-    /// connection, runs `session` on a task tracked by `tracker`.
-    pub fn on_upgrade<F, Fut>(self, tracker: &TaskTracker, buffers: Buffers, session: F) -> Response
-    where
-        F: FnOnce(Reader, Writer) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let accept = accept_key(self.key.as_bytes());
-        let on_upgrade = self.on_upgrade;
-        tracker.spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-                    let reader = Reader::new(read, buffers);
-                    let writer = Writer {
-                        io: write,
-                        buf: Vec::new(),
-                    };
-                    // Boxed: this future lives as long as the connection.
-                    Box::pin(session(reader, writer)).await;
-                }
-                Err(e) => warn!(error = %e, "WebSocket upgrade failed"),
-            }
-        });
-        (
-            StatusCode::SWITCHING_PROTOCOLS,
-            [
-                (header::CONNECTION, HeaderValue::from_static("upgrade")),
-                (header::UPGRADE, HeaderValue::from_static("websocket")),
-            ],
-            [(header::SEC_WEBSOCKET_ACCEPT, accept)],
-        )
-            .into_response()
-    }
-}
-
-/// A complete message or control frame from the client.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Incoming {
-    Text(String),
-    Binary,
-    Ping(Bytes),
-    /// The client's close code, if it sent one.
-    Close(Option<u16>),
+    /// A frame or fragmented message that has begun must be complete within
+    /// this time (1008 otherwise), so a trickle cannot pin a buffer forever.
+    pub frame_timeout: Duration,
 }
 
 /// Why reading stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error(transparent)]
-    Frame(#[from] FrameError),
-    #[error("text message is not valid UTF-8")]
-    InvalidUtf8,
+    Decode(#[from] DecodeError),
+    #[error("a frame or fragmented message was not completed within {0:?}")]
+    FrameTimeout(Duration),
     #[error("connection closed without a close frame")]
     Eof,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// The reading half: frames in, messages out.
-pub struct Reader {
-    io: ReadHalf<Io>,
-    buf: BytesMut,
-    buffers: Buffers,
-    /// A fragmented message in progress: its opcode and what arrived so far.
-    partial: Option<(u8, BytesMut)>,
+/// How to end a connection with a close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closing {
+    pub code: u16,
+    pub reason: &'static str,
+    /// The peer has sent its close frame already: answer and close TCP at
+    /// once instead of waiting for it.
+    pub peer_closed: bool,
 }
 
-impl Reader {
-    fn new(io: ReadHalf<Io>, buffers: Buffers) -> Self {
-        Reader {
-            io,
-            buf: BytesMut::new(),
-            buffers,
-            partial: None,
+impl Closing {
+    /// The server closes first and waits for the peer's close frame.
+    pub fn new(code: u16, reason: &'static str) -> Self {
+        Closing {
+            code,
+            reason,
+            peer_closed: false,
         }
     }
 
-    /// The next message. Cancel-safe: bytes read so far stay in the buffer,
-    /// so this can be one branch of a `select!`.
+    /// The answer to the peer's valid close frame: its code echoed (1000 if
+    /// it sent none), as section 5.5.1 suggests.
+    pub fn answer(code: Option<u16>) -> Self {
+        Closing {
+            code: code.unwrap_or(close_code::NORMAL),
+            reason: "",
+            peer_closed: true,
+        }
+    }
+}
+
+impl ReadError {
+    /// The close frame this error calls for (section 7.4), or `None` when
+    /// the peer is gone and nothing can be sent.
+    pub fn closing(&self) -> Option<Closing> {
+        let closing = match self {
+            ReadError::Decode(DecodeError::Frame(FrameError::TooBig { .. })) => {
+                Closing::new(close_code::MESSAGE_TOO_BIG, "Frame too large.")
+            }
+            ReadError::Decode(DecodeError::Frame(FrameError::Protocol(why))) => {
+                Closing::new(close_code::PROTOCOL_ERROR, why)
+            }
+            ReadError::Decode(DecodeError::InvalidUtf8) => {
+                Closing::new(close_code::INVALID_DATA, "Text frames must be UTF-8.")
+            }
+            ReadError::Decode(DecodeError::BadClose(CloseError::Protocol(why))) => Closing {
+                peer_closed: true,
+                ..Closing::new(close_code::PROTOCOL_ERROR, why)
+            },
+            ReadError::Decode(DecodeError::BadClose(CloseError::InvalidUtf8)) => Closing {
+                peer_closed: true,
+                ..Closing::new(close_code::INVALID_DATA, "The close reason must be UTF-8.")
+            },
+            ReadError::FrameTimeout(_) => Closing::new(
+                close_code::POLICY_VIOLATION,
+                "A frame or fragmented message took too long to arrive.",
+            ),
+            ReadError::Eof | ReadError::Io(_) => return None,
+        };
+        Some(closing)
+    }
+}
+
+/// The reading half: bytes from the socket into the [`Decoder`], under the
+/// frame timeout.
+pub struct Reader {
+    io: ReadHalf<Io>,
+    decoder: Decoder,
+    read: usize,
+    frame_timeout: Duration,
+    /// When the frame or message now in progress was first seen unfinished.
+    mid_message_since: Option<Instant>,
+}
+
+impl Reader {
+    fn new(io: ReadHalf<Io>, settings: Settings) -> Self {
+        Reader {
+            io,
+            decoder: Decoder::new(settings.max_message),
+            read: settings.read,
+            frame_timeout: settings.frame_timeout,
+            mid_message_since: None,
+        }
+    }
+
+    /// The next message. Cancel-safe: bytes read so far stay in the buffer
+    /// and the frame timeout keeps its start, so this can be one branch of a
+    /// `select!`.
     pub async fn next(&mut self) -> Result<Incoming, ReadError> {
         loop {
-            while let Some(frame) = frame::parse(&mut self.buf, self.buffers.max_message)? {
-                if let Some(message) = self.assemble(frame)? {
-                    return Ok(message);
-                }
+            if let Some(message) = self.decoder.decode()? {
+                self.mid_message_since = None;
+                return Ok(message);
             }
-            if self.buf.capacity() - self.buf.len() < 64 {
-                self.buf.reserve(self.buffers.read);
+            let deadline = if self.decoder.is_mid_message() {
+                let since = *self.mid_message_since.get_or_insert_with(Instant::now);
+                Some(since + self.frame_timeout)
+            } else {
+                self.mid_message_since = None;
+                None
+            };
+            let buf = self.decoder.buffer();
+            if buf.capacity() - buf.len() < 64 {
+                buf.reserve(self.read.max(buf.len()));
             }
-            if self.io.read_buf(&mut self.buf).await? == 0 {
+            let read = self.io.read_buf(buf);
+            let n = match deadline {
+                // Boxed: the timer exists only while a frame is unfinished,
+                // so an idle connection does not carry it.
+                Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, read)).await {
+                    Ok(n) => n?,
+                    Err(_) => return Err(ReadError::FrameTimeout(self.frame_timeout)),
+                },
+                None => read.await?,
+            };
+            if n == 0 {
                 return Err(ReadError::Eof);
             }
         }
     }
 
-    fn assemble(&mut self, frame: frame::Frame) -> Result<Option<Incoming>, ReadError> {
-        let protocol = |why| ReadError::Frame(FrameError::Protocol(why));
-        match frame.opcode {
-            OP_PING => Ok(Some(Incoming::Ping(frame.payload.freeze()))),
-            OP_PONG => Ok(None),
-            OP_CLOSE => {
-                let code = (frame.payload.len() >= 2)
-                    .then(|| u16::from_be_bytes([frame.payload[0], frame.payload[1]]));
-                Ok(Some(Incoming::Close(code)))
+    /// After the server's close frame: reads and discards until the peer's
+    /// close frame or EOF (section 7.1.1). After a protocol error the stream
+    /// is out of step with its frames: what is buffered is dropped and the
+    /// close frame is looked for in what arrives next (the peer usually
+    /// sends it in a write of its own).
+    async fn until_peer_closes(&mut self) {
+        loop {
+            match self.decoder.decode() {
+                Ok(Some(Incoming::Close(_))) | Err(DecodeError::BadClose(_)) => return,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(_) => self.decoder.reset(),
             }
-            OP_TEXT | OP_BINARY if self.partial.is_some() => {
-                Err(protocol("a new message began before the last one ended"))
+            let buf = self.decoder.buffer();
+            if buf.capacity() - buf.len() < 64 {
+                buf.reserve(self.read.max(buf.len()));
             }
-            OP_TEXT | OP_BINARY if frame.fin => finish(frame.opcode, frame.payload).map(Some),
-            OP_TEXT | OP_BINARY => {
-                self.partial = Some((frame.opcode, frame.payload));
-                Ok(None)
+            match self.io.read_buf(buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
             }
-            OP_CONTINUATION => {
-                let Some((opcode, mut message)) = self.partial.take() else {
-                    return Err(protocol("a continuation frame without a message"));
-                };
-                let size = message.len() + frame.payload.len();
-                if size > self.buffers.max_message {
-                    return Err(FrameError::TooBig {
-                        size: size as u64,
-                        limit: self.buffers.max_message,
-                    }
-                    .into());
-                }
-                message.extend_from_slice(&frame.payload);
-                if frame.fin {
-                    finish(opcode, message).map(Some)
-                } else {
-                    self.partial = Some((opcode, message));
-                    Ok(None)
-                }
-            }
-            _ => Err(protocol("unknown opcode")),
         }
     }
-}
-
-fn finish(opcode: u8, payload: BytesMut) -> Result<Incoming, ReadError> {
-    if opcode == OP_BINARY {
-        return Ok(Incoming::Binary);
-    }
-    String::from_utf8(payload.to_vec())
-        .map(Incoming::Text)
-        .map_err(|_| ReadError::InvalidUtf8)
 }
 
 /// A write buffer larger than this is let go after each write, so an idle
@@ -256,9 +218,21 @@ const KEEP_WRITE_BUFFER: usize = 1024;
 pub struct Writer {
     io: WriteHalf<Io>,
     buf: Vec<u8>,
+    /// Bytes of `buf` already written. A flush cut short (a `select!` that
+    /// chose another branch) resumes here, so the peer never sees a torn
+    /// frame, even when a close frame follows.
+    written: usize,
 }
 
 impl Writer {
+    fn new(io: WriteHalf<Io>) -> Self {
+        Writer {
+            io,
+            buf: Vec::new(),
+            written: 0,
+        }
+    }
+
     /// Queues a text frame; nothing is written until [`Writer::flush`].
     pub fn queue_text(&mut self, text: &[u8]) {
         frame::encode(&mut self.buf, OP_TEXT, text);
@@ -273,15 +247,23 @@ impl Writer {
         }
     }
 
-    /// Writes everything queued with one call (more only if the socket takes
-    /// it in parts).
+    /// Writes everything queued, with one call unless the socket takes it in
+    /// parts. Cancel-safe: what was written stays written, and the next
+    /// flush continues after it.
     pub async fn flush(&mut self) -> std::io::Result<()> {
-        let result = self.io.write_all(&self.buf).await;
+        while self.written < self.buf.len() {
+            let n = self.io.write(&self.buf[self.written..]).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.written += n;
+        }
         self.buf.clear();
+        self.written = 0;
         if self.buf.capacity() > KEEP_WRITE_BUFFER {
             self.buf = Vec::new();
         }
-        result
+        Ok(())
     }
 
     pub async fn send_text(&mut self, text: &[u8]) -> std::io::Result<()> {
@@ -289,39 +271,45 @@ impl Writer {
         self.flush().await
     }
 
+    pub async fn send_binary(&mut self, data: &[u8]) -> std::io::Result<()> {
+        frame::encode(&mut self.buf, OP_BINARY, data);
+        self.flush().await
+    }
+
+    pub async fn ping(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        frame::encode(&mut self.buf, OP_PING, payload);
+        self.flush().await
+    }
+
     pub async fn pong(&mut self, payload: &[u8]) -> std::io::Result<()> {
         frame::encode(&mut self.buf, OP_PONG, payload);
         self.flush().await
     }
-
-    /// Sends a close frame and shuts the write side down.
-    pub async fn close(&mut self, code: u16, reason: &str) -> std::io::Result<()> {
-        frame::encode(&mut self.buf, OP_CLOSE, &frame::close_payload(code, reason));
-        self.flush().await?;
-        self.io.shutdown().await
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_key_matches_the_rfc_example() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-
-    #[test]
-    fn connection_header_tokens() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, Upgrade"),
-        );
-        assert!(header_has_token(&headers, header::CONNECTION, "upgrade"));
-        assert!(!header_has_token(&headers, header::CONNECTION, "close"));
-    }
+/// Ends a connection with the closing handshake of section 7.1.1: finish the
+/// frame being written (if a write was cut short) and send the close frame.
+/// If the peer has closed already, that completes the handshake and the
+/// connection is dropped. Otherwise the server also sends its FIN (nothing
+/// may follow a close frame) and reads and discards until the peer's close
+/// frame or EOF, and only then drops the connection: dropping at once while
+/// the peer still has bytes in flight makes the kernel answer with RST,
+/// which can destroy the close frame before the peer reads it. Bounded by
+/// [`CLOSE_TIMEOUT`] in all.
+pub async fn close(mut reader: Reader, mut writer: Writer, closing: Closing) {
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
+    frame::encode(
+        &mut writer.buf,
+        OP_CLOSE,
+        &frame::close_payload(closing.code, closing.reason),
+    );
+    let _ = tokio::time::timeout_at(deadline, async {
+        if writer.flush().await.is_err() || closing.peer_closed {
+            return;
+        }
+        if writer.io.shutdown().await.is_ok() {
+            reader.until_peer_closes().await;
+        }
+    })
+    .await;
 }

@@ -1,6 +1,8 @@
 //! Test harness: a real server on an ephemeral port and real WebSocket clients.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

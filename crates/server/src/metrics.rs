@@ -269,8 +269,13 @@ impl Metrics {
     /// that grows with the number of open connections.
     pub async fn render_off_runtime(self: &Arc<Self>) -> String {
         let metrics = self.clone();
-        tokio::task::spawn_blocking(move || metrics.render())
-            .await
+        tokio::task::spawn_blocking(move || {
+            BLOCKING_RENDER.with(|flag| flag.set(true));
+            let text = metrics.render();
+            BLOCKING_RENDER.with(|flag| flag.set(false));
+            text
+        })
+        .await
             .unwrap_or_else(|e| format!("# metrics rendering failed: {e}\n"))
     }
 
@@ -493,13 +498,38 @@ fn resident_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+thread_local! {
+    /// Set while [`Metrics::render_off_runtime`] renders on a blocking thread.
+    static BLOCKING_RENDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lists `/proc/self/fd`: one system call per few dozen descriptors, so
+/// O(connections). Debug builds check it never runs on a Tokio worker.
 fn open_fds() -> i64 {
+    debug_assert!(
+        tokio::runtime::Handle::try_current().is_err() || BLOCKING_RENDER.with(|f| f.get()),
+        "/proc/self/fd listed on a Tokio worker thread; use render_off_runtime"
+    );
     std::fs::read_dir("/proc/self/fd").map_or(-1, |d| d.count() as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_scrape_renders_on_a_blocking_thread() {
+        let m = Arc::new(Metrics::default());
+        assert!(m.render_off_runtime().await.contains("process_open_fds "));
+    }
+
+    /// The guard that keeps `/proc/self/fd` off the workers does fire.
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    #[should_panic(expected = "Tokio worker")]
+    async fn rendering_on_a_worker_is_caught_in_debug_builds() {
+        Metrics::default().render();
+    }
 
     #[test]
     fn renders_every_family() {

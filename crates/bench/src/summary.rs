@@ -131,6 +131,10 @@ pub struct ServerSummary {
     pub rss_per_connection_bytes: Option<f64>,
     /// Server CPU per delivery over the measured phases, microseconds.
     pub cpu_per_delivery_us: Option<f64>,
+    /// Server CPU while the clients were held idle (`connections`), in
+    /// percent of one core: what keeping them open costs (keepalive included).
+    #[serde(default)]
+    pub hold_cpu_percent: Option<f64>,
     /// Why `/metrics` could not be read, if it could not.
     pub metrics_error: Option<String>,
 }
@@ -344,6 +348,9 @@ impl Summary {
         }
         if let Some(rss) = self.server.rss_per_connection_bytes {
             let _ = writeln!(w, "  server RSS  {} per connection", bytes(rss));
+        }
+        if let Some(cpu) = self.server.hold_cpu_percent {
+            let _ = writeln!(w, "  server CPU  {cpu:.2} % of one core while holding");
         }
         if !self.phases.is_empty() {
             let _ = writeln!(

@@ -54,7 +54,14 @@ async fn main() -> ExitCode {
             upgrade.on_upgrade(&tracker, settings, echo)
         }),
     );
-    println!("autobahn_echo listening on ws://{addr}");
+    // Port 0 picks a free port; the line says which (CI reads it).
+    match listener.local_addr() {
+        Ok(bound) => println!("autobahn_echo listening on ws://{bound}"),
+        Err(e) => {
+            eprintln!("autobahn_echo: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match axum::serve(listener, app).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,7 +2,8 @@
 //!
 //! Where a chat message travels (see docs/architecture.md for the diagram):
 //!
-//! 1. `http` checks the upgrade (origin, connection and room limits) and
+//! 1. `listener` accepts the TCP connection and bounds its HTTP phase;
+//!    `http` checks the upgrade (origin, connection and room limits) and
 //!    upgrades `GET /ws` ([`websocket`] does the RFC 6455 part), then starts a
 //!    `connection` task-actor.
 //! 2. The connection decodes and validates the frame, rate-limits it and casts

@@ -276,7 +276,7 @@ impl Metrics {
             text
         })
         .await
-            .unwrap_or_else(|e| format!("# metrics rendering failed: {e}\n"))
+        .unwrap_or_else(|e| format!("# metrics rendering failed: {e}\n"))
     }
 
     /// Counts one `error` frame sent to a client.

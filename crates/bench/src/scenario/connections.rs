@@ -20,10 +20,19 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Summary, BenchError> {
         &ramp,
     );
 
+    let ramped = ctx.scrape().await;
+    let hold_started = std::time::Instant::now();
     let hold = PhaseSpec::idle(ctx.phase_id(), "hold", ctx.start_at(), millis(args.hold));
     driver.run_phase(hold, &ctx.progress).await?;
     // Memory is read while every client is still connected and idle.
     let during = ctx.scrape().await;
+    let held_secs = hold_started.elapsed().as_secs_f64();
+    let hold_cpu_percent = metrics::delta(
+        ramped.as_ref().and_then(|s| s.cpu_seconds),
+        during.as_ref().and_then(|s| s.cpu_seconds),
+    )
+    .filter(|_| held_secs > 0.0)
+    .map(|cpu| 100.0 * cpu / held_secs);
     let check = ctx.liveness_check(&mut driver, plan.total()).await?;
     summary.set_liveness(&check);
     driver.close().await;
@@ -42,6 +51,7 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Summary, BenchError> {
         during,
         after,
         cpu_per_delivery_us: None,
+        hold_cpu_percent,
         metrics_error: ctx.metrics_error.clone(),
     };
     if summary.alive < summary.opened {

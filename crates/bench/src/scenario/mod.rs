@@ -160,6 +160,7 @@ impl Context {
             during,
             after,
             rss_per_connection_bytes: None,
+            hold_cpu_percent: None,
             metrics_error: self.metrics_error.clone(),
         };
         Ok(())

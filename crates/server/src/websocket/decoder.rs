@@ -50,7 +50,9 @@ struct Partial {
 pub struct Decoder {
     buf: BytesMut,
     max_message: usize,
-    partial: Option<Partial>,
+    /// Boxed: fragmented messages are rare, and an idle connection should
+    /// not carry room for one.
+    partial: Option<Box<Partial>>,
 }
 
 impl Decoder {
@@ -112,7 +114,7 @@ impl Decoder {
                     return partial.finish().map(Some);
                 }
                 partial.check_utf8()?;
-                self.partial = Some(partial);
+                self.partial = Some(Box::new(partial));
                 Ok(None)
             }
             OP_CONTINUATION => {
@@ -129,7 +131,7 @@ impl Decoder {
                 }
                 partial.data.extend_from_slice(&frame.payload);
                 if frame.fin {
-                    return partial.finish().map(Some);
+                    return (*partial).finish().map(Some);
                 }
                 partial.check_utf8()?;
                 self.partial = Some(partial);

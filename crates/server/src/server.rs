@@ -169,6 +169,11 @@ impl RunningServer {
         self.addr
     }
 
+    /// The server's metrics, readable after shutdown too.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
     /// Test hook: kills a top-level actor as a crash would, so tests can
     /// show the root restarts it and `/readyz` reports the outage.
     #[doc(hidden)]

@@ -117,10 +117,24 @@ async fn a_killed_scheduler_is_restarted_and_its_requesters_are_answered() {
 }
 
 #[tokio::test]
-async fn readyz_reports_shutdown_and_shutdown_stops_every_actor() {
-    let server = server(config()).await;
+async fn shutdown_stops_the_rooms_and_the_scheduler_and_cancels_what_runs() {
+    let mut cfg = config();
+    cfg.calc_workers = Some(1);
+    cfg.calc_timeout_ms = 60_000;
+    cfg.calc_skip_time_admission = true;
+    cfg.calc_max_bytes = 200 << 20;
+    let server = server(cfg).await;
     let addr = server.local_addr();
+    let metrics = server.metrics();
     let mut a = Client::connect(addr, "a", "lobby").await;
+    let mut b = Client::connect(addr, "b", "other").await;
+    b.chat("1000000!").await;
+    wait_for_metric(addr, "actorchat_calc_running", |v| v == 1.0).await;
+    assert_eq!(metric(addr, "actorchat_rooms").await, 2.0);
     server.shutdown().await;
     assert_eq!(a.close_code().await, Some(1001));
+    // The registry stopped with its rooms, the scheduler with its work.
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!(metrics.rooms.load(Relaxed), 0);
+    assert_eq!(metrics.calc.running.load(Relaxed), 0);
 }

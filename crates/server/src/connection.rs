@@ -533,7 +533,11 @@ impl Session {
         }
         match Box::pin(join_room(state, self.id, &self.name, &room, None)).await {
             Ok((handle, mailbox)) => {
-                self.cast(RoomMsg::Leave { session: self.id });
+                // Joining the room it is in replaced the membership in place;
+                // a leave now would remove the new one.
+                if handle.actor.get_id() != self.room.actor.get_id() {
+                    self.cast(RoomMsg::Leave { session: self.id });
+                }
                 self.replace_room(state, handle, mailbox);
                 self.room_name = room;
                 None

@@ -8,8 +8,11 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
+  PHONE,
   ROOT,
   Server,
+  axeViolations,
+  cspViolations,
   eventually,
   launchBrowser,
   openClient,
@@ -17,6 +20,7 @@ import {
   sleep,
   uniqueRoom,
   waitConnected,
+  watchCsp,
 } from './harness.mjs';
 
 /** @type {Server} */
@@ -49,7 +53,7 @@ const count = async (page, /** @type {string} */ id) =>
   Number(await page.getByTestId(id).textContent());
 
 describe('web client', { timeout: 120_000 }, () => {
-  it('two people chat: authors, "Me" with an RTT, participant count 2 → 1', async () => {
+  it('two people chat: authors, own name marked "(you)" with an RTT, participant count 2 → 1', async () => {
     const room = uniqueRoom();
     const a = await openClient(browser, server.url, { name: 'Alice', room });
     const b = await openClient(browser, server.url, { name: 'Bob', room });
@@ -67,7 +71,7 @@ describe('web client', { timeout: 120_000 }, () => {
 
       const own = row(a.page, 'hello from Alice');
       await own.locator('[data-testid="rtt"]').waitFor();
-      assert.equal(await own.getByTestId('author').textContent(), 'Me');
+      assert.equal((await own.getByTestId('author').textContent())?.trim(), 'Alice (you)');
       assert.match(String(await own.getByTestId('rtt').textContent()), /^\d+(\.\d)? ms$/);
       const seenByB = row(b.page, 'hello from Alice');
       await seenByB.waitFor();
@@ -75,7 +79,7 @@ describe('web client', { timeout: 120_000 }, () => {
 
       const bobOwn = row(b.page, 'hi Alice, Bob here');
       await bobOwn.locator('[data-testid="rtt"]').waitFor();
-      assert.equal(await bobOwn.getByTestId('author').textContent(), 'Me');
+      assert.equal((await bobOwn.getByTestId('author').textContent())?.trim(), 'Bob (you)');
       const seenByA = row(a.page, 'hi Alice, Bob here');
       await seenByA.waitFor();
       assert.equal((await seenByA.getByTestId('author').textContent())?.trim(), 'Bob');
@@ -84,8 +88,11 @@ describe('web client', { timeout: 120_000 }, () => {
       assert.equal(await count(a.page, 'received-count'), 2);
       assert.notEqual(await a.page.getByTestId('rtt-average').textContent(), '–');
 
+      // Presence is shown in the chat, too.
+      await a.page.getByTestId('system-message').filter({ hasText: /^Bob joined$/ }).waitFor();
       await b.context.close();
       await eventually(async () => (await count(a.page, 'participant-count')) === 1);
+      await a.page.getByTestId('system-message').filter({ hasText: /^Bob left$/ }).waitFor();
     } finally {
       await a.context.close();
       await b.context.close().catch(() => {});
@@ -101,9 +108,17 @@ describe('web client', { timeout: 120_000 }, () => {
       const field = a.page.getByLabel('Your name');
       await field.fill('Caroline');
       await field.press('Enter');
+      // Focus returns to the name button, never to <body>.
+      assert.equal(await a.page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'my-name');
       await eventually(async () =>
         (await b.page.getByTestId('participants').textContent())?.includes('Caroline'),
       );
+      await b.page.getByTestId('system-message').filter({ hasText: /^Carol is now Caroline$/ }).waitFor();
+      await a.page.getByTestId('system-message').filter({ hasText: 'You are now Caroline.' }).waitFor();
+      // Escape cancels an edit, and focus returns too.
+      await a.page.getByTestId('my-name').click();
+      await a.page.getByLabel('Your name').press('Escape');
+      assert.equal(await a.page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'my-name');
       await send(a.page, 'after rename');
       const seen = row(b.page, 'after rename');
       await seen.waitFor();
@@ -121,11 +136,28 @@ describe('web client', { timeout: 120_000 }, () => {
       await eventually(async () => (await count(a.page, 'participant-count')) === 1);
       await eventually(async () => (await count(b.page, 'participant-count')) === 1);
 
-      // The switcher does the same and updates the hash.
+      // The switcher does the same and updates the hash, with exactly one join.
+      const joinsBefore = a.sent.filter((f) => f.type === 'join').length;
       await a.page.getByLabel('Switch to room').fill(room);
       await a.page.getByRole('button', { name: 'Join' }).click();
       await eventually(async () => (await count(b.page, 'participant-count')) === 2);
       assert.equal(new URL(a.page.url()).hash, `#${room}`);
+      assert.equal(await a.page.evaluate(() => document.activeElement?.textContent?.trim()), 'Join');
+      await eventually(async () => (await a.page.getByTestId('participants').textContent())?.includes('Dave'));
+      await sleep(500);
+      assert.equal(a.sent.filter((f) => f.type === 'join').length - joinsBefore, 1, 'one join per switch');
+      assert.equal(await a.page.getByText(/Reconnected to #/).count(), 0, 'no false reconnect line');
+      assert.equal(await a.page.locator('[data-testid="participants"] li').count(), 2);
+      assert.equal(await count(a.page, 'participant-count'), 2);
+      // Statistics start again in each room (and say which room they count).
+      assert.equal(await count(a.page, 'sent-count'), 0);
+      assert.match(String(await a.page.locator('#stats-title').textContent()), new RegExp(`#${room}`, 'i'));
+
+      // A bad room name gets the app's own sentence, not the browser's.
+      await a.page.getByLabel('Switch to room').fill('no spaces');
+      await a.page.getByRole('button', { name: 'Join' }).click();
+      assert.match(String(await a.page.getByTestId('room-error').textContent()), /letters, digits/);
+      assert.equal(await a.page.title(), `#${room} · actorchat`);
     } finally {
       await a.context.close();
       await b.context.close();
@@ -152,8 +184,16 @@ describe('web client', { timeout: 120_000 }, () => {
       await big.waitFor({ timeout: 30_000 });
       const bigValue = big.getByTestId('calc-value');
       assert.ok(String(await bigValue.textContent()).length < 1000);
-      await big.getByRole('button', { name: 'Show all' }).click();
+      assert.match(String(await big.getByTestId('digits-hidden').textContent()), /^[\d,]+ digits hidden$/);
+      // Keyboard: focus stays on the button while the value loads.
+      await big.getByRole('button', { name: 'Show all' }).focus();
+      await page.keyboard.press('Enter');
       await big.getByRole('button', { name: 'Show less' }).waitFor();
+      assert.equal(await page.evaluate(() => document.activeElement?.textContent?.trim()), 'Show less');
+      assert.equal(await big.getByTestId('digits-hidden').count(), 0);
+      await context.grantPermissions(['clipboard-read', 'clipboard-write']);
+      await big.getByRole('button', { name: 'Copy' }).click();
+      await big.getByText(/Copied 121,288 digits|did not allow/).waitFor();
       const full = String(await bigValue.textContent());
       assert.equal(full.length, 121_288);
       assert.match(full, /^2759537246/);
@@ -162,33 +202,63 @@ describe('web client', { timeout: 120_000 }, () => {
     }
   });
 
-  it('reconnects after a server restart and can send again', async () => {
-    const { context, page } = await openClient(browser, server.url, { room: uniqueRoom() });
+  it('survives a server restart on a phone: guest name kept, queued messages sent, header steady', async () => {
+    const { context, page } = await openClient(browser, server.url, { room: uniqueRoom(), viewport: PHONE });
     try {
+      const guest = String(await page.getByTestId('my-name').textContent()).match(/guest-\d+/)?.[0];
+      assert.ok(guest, 'a guest name');
       await send(page, 'before restart');
       await row(page, 'before restart').locator('[data-testid="rtt"]').waitFor();
+      const header = page.locator('header');
+      const before = (await header.boundingBox())?.height ?? 0;
 
       await server.down();
-      await page.locator('[data-testid="connection"]:not([data-state="open"])').waitFor();
+      await page.locator('[data-testid="connection"][data-state="waiting"]').waitFor();
+      await page.getByTestId('system-message').filter({ hasText: 'Reconnecting' }).waitFor();
+      const line = String(await page.getByTestId('system-message').last().textContent());
+      assert.doesNotMatch(line, /code|\d{4}/, line);
+      assert.match(line, /Reconnecting/);
+      const during = (await header.boundingBox())?.height ?? 0;
+      // The countdown is shown but not announced: the status region says only "Offline".
+      assert.equal((await page.getByTestId('connection').getByRole('status').textContent())?.trim(), 'Offline');
+      assert.ok(during <= before + 2, `header ${before} px → ${during} px while offline`);
+
+      // Typed offline: queued visibly, sent on reconnect.
+      await send(page, 'typed while offline');
+      await page
+        .locator('[data-testid="message"][data-delivery="queued"]')
+        .filter({ hasText: 'typed while offline' })
+        .waitFor();
+      await page.getByTestId('offline-hint').waitFor();
+
       await server.up();
       await waitConnected(page, 20_000);
       await page.getByText(/Reconnected to #/).waitFor();
+      await row(page, 'typed while offline').locator('[data-testid="rtt"]').waitFor();
+      assert.match(String(await page.getByTestId('my-name').textContent()), new RegExp(`${guest}\\b`));
 
       await send(page, 'after restart');
       await row(page, 'after restart').locator('[data-testid="rtt"]').waitFor();
     } finally {
       await context.close();
+      if (server.child === null) await server.up();
     }
   });
 
   it('auto-send at 50 ms for 2 s sends and receives at least 20 messages', async () => {
     const { context, page } = await openClient(browser, server.url, { room: uniqueRoom() });
     try {
+      await page.getByLabel('Message', { exact: true }).fill('Hello 👋');
       await page.getByLabel(/Interval/).fill('50');
       assert.equal(await page.getByTestId('auto-interval').textContent(), '50 ms');
+      // A plain button whose label says what it does (not a toggle that also relabels).
+      assert.equal(await page.getByRole('button', { name: 'Start' }).getAttribute('aria-pressed'), null);
       await page.getByRole('button', { name: 'Start' }).click();
+      // The main view shows that auto-send runs, with its own Stop.
+      await page.getByTestId('auto-bar').waitFor();
       await sleep(2000);
-      await page.getByRole('button', { name: 'Stop' }).click();
+      await page.getByRole('button', { name: 'Stop', exact: true }).click();
+      assert.equal(await page.getByTestId('auto-bar').count(), 0);
       const sent = await count(page, 'sent-count');
       assert.ok(sent >= 20, `sent ${sent}`);
       // Every message comes back: wait until nothing is pending.
@@ -208,9 +278,10 @@ describe('web client', { timeout: 120_000 }, () => {
       assert.equal(await atBottom(), true);
       await list.evaluate((el) => el.scrollTo(0, 0));
       await send(page, 'while scrolled up');
-      await page.getByRole('button', { name: '↓ New messages' }).waitFor();
+      await page.getByTestId('jump').waitFor();
+      assert.match(String(await page.getByTestId('jump').textContent()), /↓ 1 new message\b/);
       assert.equal(await list.evaluate((el) => el.scrollTop), 0);
-      await page.getByRole('button', { name: '↓ New messages' }).click();
+      await page.getByTestId('jump').click();
       assert.equal(await atBottom(), true);
       await send(page, 'following again');
       await row(page, 'following again').locator('[data-testid="rtt"]').waitFor();
@@ -237,12 +308,24 @@ describe('web client', { timeout: 120_000 }, () => {
       const notice = page.locator('[data-testid="notice"][data-code="rate_limited"]');
       await notice.waitFor();
       assert.equal(await notice.count(), 1, 'repeats fold into one notice');
+      const text = String(await notice.textContent());
+      assert.match(text, /faster than the server accepts \(20 messages a second\)/);
+      assert.doesNotMatch(text, /rate_limited| ms\b/);
+      // Proper markup: a list of plain items, not alerts.
+      assert.equal(await page.locator('section[aria-label="Notices"] > ul > li').count(), 1);
+      assert.equal(await page.locator('[role="alert"]').count(), 0);
+      assert.deepEqual(await axeViolations(page), [], 'axe with a notice shown');
       // Dropped messages get no echo and are marked failed after 10 s.
-      await page.locator('[data-testid="message"][data-delivery="failed"]').first().waitFor({ timeout: 15_000 });
+      const failed = page.locator('[data-testid="message"][data-delivery="failed"]').first();
+      await failed.waitFor({ timeout: 15_000 });
       await notice.getByRole('button', { name: 'Dismiss notice' }).click();
       assert.equal(await notice.count(), 0);
-      // The connection is still usable.
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-input');
+      // The connection is still usable, and Retry sends a failed message again.
       await sleep(2100);
+      const failedText = String(await failed.getByTestId('text').textContent());
+      await failed.getByRole('button', { name: 'Retry' }).click();
+      await row(page, failedText).locator('[data-testid="rtt"]').waitFor();
       await send(page, 'still here');
       await row(page, 'still here').locator('[data-testid="rtt"]').waitFor();
     } finally {
@@ -254,13 +337,14 @@ describe('web client', { timeout: 120_000 }, () => {
     const context = await browser.newContext({ viewport: { width: 360, height: 740 } });
     try {
       const page = await context.newPage();
+      watchCsp(page);
       await page.goto(`${server.url}/some/deep/link#${uniqueRoom()}`);
       await waitConnected(page);
       const width = await page.evaluate(() => document.documentElement.scrollWidth);
       assert.ok(width <= 360, `page is ${width}px wide`);
-      await page.getByRole('button', { name: 'Stats & tools' }).click();
+      await page.getByRole('button', { name: /People & stats/ }).click();
       await page.getByTestId('participant-count').waitFor();
-      await page.getByRole('button', { name: 'Hide panel' }).click();
+      await page.getByRole('button', { name: 'Close' }).click();
       await send(page, 'small screen');
       await row(page, 'small screen').locator('[data-testid="rtt"]').waitFor();
     } finally {
@@ -272,6 +356,7 @@ describe('web client', { timeout: 120_000 }, () => {
     const context = await browser.newContext();
     try {
       const page = await context.newPage();
+      watchCsp(page);
       await page.goto(`${server.url}/test.html`);
       // The page logs every received frame; the first one is the welcome.
       await page.waitForFunction(() => document.body.innerText.includes('welcome'), undefined, {
@@ -287,12 +372,248 @@ describe('web client', { timeout: 120_000 }, () => {
         text,
         { timeout: 10_000 },
       );
+      assert.deepEqual(await axeViolations(page), [], 'axe on /test.html');
     } finally {
       await context.close();
     }
   });
 
-  it('takes the README screenshot', async () => {
+
+  it('keeps the reading position while 3 senders run past the 1,000-row cap', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('cap');
+    const reader = await openClient(browser, server.url, { name: 'Reader', room });
+    const senders = [];
+    for (const name of ['S1', 'S2', 'S3']) senders.push(await openClient(browser, server.url, { name, room }));
+    try {
+      for (const s of senders) {
+        await s.page.getByLabel('Message', { exact: true }).fill(`load from ${await s.page.getByTestId('my-name').textContent()}`);
+        await s.page.getByLabel(/Interval/).fill('0');
+        await s.page.getByRole('button', { name: 'Start' }).click();
+      }
+      const rows = reader.page.getByTestId('messages').locator('li');
+      await eventually(async () => (await rows.count()) > 300, 30_000);
+      // Scroll up to the middle and pick the row at the top of the view.
+      const list = reader.page.getByTestId('messages');
+      await list.evaluate((el) => el.scrollTo(0, el.scrollHeight / 3));
+      await sleep(200);
+      const watch = () =>
+        list.evaluate((el) => {
+          const view = el.getBoundingClientRect();
+          const row = [...el.children].find((r) => r.getBoundingClientRect().bottom > view.top + 40);
+          return row === undefined
+            ? null
+            : { key: Number(/** @type {HTMLElement} */ (row).dataset.key), y: row.getBoundingClientRect().top, h: row.getBoundingClientRect().height };
+        });
+      const start = await watch();
+      assert.ok(start !== null);
+      const firstKey = async () => Number(await rows.first().getAttribute('data-key'));
+      // Run until the list has gone past the cap.
+      await eventually(async () => (await rows.count()) > 1100, 40_000);
+      let maxShift = 0;
+      for (let i = 0; i < 10; i++) {
+        const y = await list.evaluate(
+          (el, key) => el.querySelector(`[data-key="${key}"]`)?.getBoundingClientRect().top ?? null,
+          start.key,
+        );
+        assert.ok(y !== null, 'the row being read is still there');
+        maxShift = Math.max(maxShift, Math.abs(y - start.y));
+        await sleep(200);
+      }
+      assert.ok(maxShift < start.h, `moved ${maxShift} px (a row is ${start.h} px)`);
+      assert.match(String(await reader.page.getByTestId('jump').textContent()), /↓ [\d,]+ new messages/);
+      // Back at the bottom the list is trimmed to the cap again.
+      await reader.page.getByTestId('jump').click();
+      for (const s of senders) await s.page.getByRole('button', { name: 'Stop', exact: true }).click();
+      await eventually(async () => (await rows.count()) <= 1000, 10_000);
+      assert.ok((await firstKey()) > start.key);
+    } finally {
+      for (const c of [reader, ...senders]) await c.context.close();
+    }
+  });
+
+  it('chat basics: links, multi-line, counter, show more, grouping and aligned text', async () => {
+    const room = uniqueRoom();
+    const a = await openClient(browser, server.url, { name: 'Ada', room });
+    const b = await openClient(browser, server.url, { name: 'Grace', room });
+    try {
+      await send(a.page, 'read https://example.com/actors?x=1. and <img src=x onerror="window.pwned=1">');
+      const link = b.page.locator('[data-testid="message"] a[href="https://example.com/actors?x=1"]');
+      await link.waitFor();
+      assert.equal(await link.getAttribute('rel'), 'noopener noreferrer');
+      assert.equal(await link.getAttribute('target'), '_blank');
+      assert.equal(await b.page.locator('[data-testid="messages"] img').count(), 0);
+      assert.equal(await b.page.evaluate(() => 'pwned' in window), false);
+
+      // Shift+Enter adds a line; Enter sends.
+      const box = a.page.getByLabel('Message', { exact: true });
+      await box.fill('line one');
+      await box.press('Shift+Enter');
+      await box.type('line two');
+      await box.press('Enter');
+      await row(b.page, 'line two').waitFor();
+      assert.equal(await row(b.page, 'line two').getByTestId('text').textContent(), 'line one\nline two');
+
+      // Consecutive messages by one author are grouped; text starts at one x.
+      await send(a.page, 'third in a row');
+      const third = row(b.page, 'third in a row');
+      await third.waitFor();
+      assert.match(String(await third.getAttribute('class')), /continued/);
+      await send(b.page, 'Grace answers');
+      const xs = await b.page
+        .locator('[data-testid="message"] [data-testid="text"]')
+        .evaluateAll((els) => els.map((e) => Math.round(e.getBoundingClientRect().left)));
+      assert.equal(new Set(xs).size, 1, `text starts at ${xs.join(', ')}`);
+
+      // The counter shows near the limit; long messages get "Show more".
+      await box.fill('x'.repeat(3300));
+      assert.match(String(await a.page.getByTestId('char-count').textContent()), /3,300 \/ 4,000/);
+      await box.fill('');
+      assert.equal(await a.page.getByTestId('char-count').count(), 0);
+      await box.fill(`long ${'word '.repeat(790)}`);
+      await box.press('Enter');
+      const long = row(b.page, 'long word');
+      await long.waitFor();
+      const before = (await long.boundingBox())?.height ?? 0;
+      await long.getByRole('button', { name: 'Show more' }).click();
+      const after = (await long.boundingBox())?.height ?? 0;
+      assert.ok(after > before * 2, `${before} px → ${after} px`);
+      assert.equal(await long.getByRole('button', { name: 'Show less' }).getAttribute('aria-expanded'), 'true');
+
+      // In the background, the tab title counts unread messages.
+      await a.page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await send(b.page, 'while you were away');
+      await send(b.page, 'and again');
+      await eventually(async () => (await a.page.title()) === `(2) #${room} · actorchat`);
+      await a.page.evaluate(() => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => false });
+        document.dispatchEvent(new Event('visibilitychange'));
+      });
+      await eventually(async () => (await a.page.title()) === `#${room} · actorchat`);
+    } finally {
+      await a.context.close();
+      await b.context.close();
+    }
+  });
+
+  it('explains itself on a first visit, with an empty message box', async () => {
+    const { context, page } = await openClient(browser, server.url, { room: uniqueRoom(), intro: true });
+    try {
+      const intro = page.getByTestId('intro');
+      await intro.waitFor();
+      assert.match(String(await intro.textContent()), /second tab/);
+      const box = page.getByLabel('Message', { exact: true });
+      assert.equal(await box.inputValue(), '');
+      assert.match(String(await box.getAttribute('placeholder')), /200!/);
+      await intro.getByRole('button', { name: 'Got it' }).click();
+      assert.equal(await intro.count(), 0);
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-input');
+      await page.reload();
+      await waitConnected(page);
+      assert.equal(await page.getByTestId('intro').count(), 0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('on a phone: compact header, people in one tap, the panel is a dialog, auto-send can be stopped', async () => {
+    const longName = 'Maximiliana Alexandrovna Petrov';
+    const { context, page, sent } = await openClient(browser, server.url, {
+      name: longName,
+      room: uniqueRoom(),
+      viewport: PHONE,
+    });
+    try {
+      // The switcher fits the phone header and sends exactly one join.
+      const other = uniqueRoom('phone');
+      await page.getByLabel('Switch to room').fill(other);
+      await page.getByRole('button', { name: 'Join' }).click();
+      await eventually(async () => (await page.getByTestId('room').textContent()) === `#${other}`);
+      await sleep(300);
+      assert.equal(sent.filter((f) => f.type === 'join').length, 1);
+      const header = (await page.locator('header').boundingBox())?.height ?? 0;
+      assert.ok(header <= 96, `header is ${header} px with a ${longName.length}-character name`);
+      await send(page, 'short');
+      const short = row(page, 'short');
+      await short.locator('[data-testid="rtt"]').waitFor();
+      const h = (await short.boundingBox())?.height ?? 0;
+      assert.ok(h < 40, `a short message takes ${h} px`);
+      // A 4,000-character message stays short until "Show more".
+      await page.getByLabel('Message', { exact: true }).fill(`long ${'word '.repeat(799)}`);
+      await page.getByLabel('Message', { exact: true }).press('Enter');
+      const long = row(page, 'long word');
+      await long.locator('[data-testid="rtt"]').waitFor();
+      const lh = (await long.boundingBox())?.height ?? 0;
+      assert.ok(lh < 300, `a 4,000-character message takes ${lh} px`);
+
+      // One tap to the people list; Escape closes; focus returns; Tab stays inside.
+      const toggle = page.getByRole('button', { name: /People & stats/ });
+      await toggle.click();
+      const dialog = page.getByRole('dialog', { name: 'People and stats' });
+      await dialog.waitFor();
+      assert.ok(await page.getByTestId('participants').isVisible());
+      assert.equal(await page.evaluate(() => document.activeElement?.textContent?.trim()), 'Close');
+      for (let i = 0; i < 12; i++) {
+        await page.keyboard.press('Tab');
+        assert.equal(
+          await page.evaluate(() => document.getElementById('side-panel')?.contains(document.activeElement)),
+          true,
+          `focus left the dialog after ${i + 1} Tab presses`,
+        );
+      }
+      assert.deepEqual(await axeViolations(page), [], 'axe, phone, panel open');
+      await page.keyboard.press('Escape');
+      assert.equal(await dialog.count(), 0);
+      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-controls')), 'side-panel');
+
+      // Auto-send runs with an indicator and a Stop on the main view.
+      await page.getByLabel('Message', { exact: true }).fill('phone load');
+      await toggle.click();
+      await page.getByRole('button', { name: 'Start' }).click();
+      await page.getByRole('button', { name: 'Close' }).click();
+      const bar = page.getByTestId('auto-bar');
+      await bar.waitFor();
+      await sleep(1000);
+      assert.deepEqual(await axeViolations(page), [], 'axe, phone, busy');
+      await bar.getByRole('button', { name: 'Stop auto-send' }).click();
+      assert.equal(await bar.count(), 0);
+      assert.equal(await page.evaluate(() => document.activeElement?.id), 'message-input');
+      assert.deepEqual(await axeViolations(page), [], 'axe, phone, idle');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('axe-core finds no serious or critical violation on the desktop, idle and busy', async () => {
+    const room = uniqueRoom();
+    const a = await openClient(browser, server.url, { name: 'Ada', room, intro: true });
+    const b = await openClient(browser, server.url, { name: 'Grace', room });
+    try {
+      await send(b.page, 'hello https://example.com');
+      await row(a.page, 'hello').waitFor();
+      assert.deepEqual(await axeViolations(a.page), [], 'axe, desktop, idle, first visit');
+      await a.page.getByLabel('Message', { exact: true }).fill('busy');
+      await a.page.getByRole('button', { name: 'Start' }).click();
+      await b.page.getByLabel('Message', { exact: true }).fill('busy too');
+      await b.page.getByRole('button', { name: 'Start' }).click();
+      await sleep(1500);
+      await a.page.getByTestId('messages').evaluate((el) => el.scrollTo(0, 0));
+      await a.page.getByTestId('jump').waitFor();
+      assert.deepEqual(await axeViolations(a.page), [], 'axe, desktop, busy, pill shown');
+      await a.page.getByRole('button', { name: 'Stop', exact: true }).click();
+      await b.page.getByRole('button', { name: 'Stop', exact: true }).click();
+      // Only the throttled region speaks: the list is not live.
+      assert.equal(await a.page.getByTestId('messages').getAttribute('aria-live'), null);
+      assert.ok(String(await a.page.getByTestId('announcer').textContent()).length > 0);
+    } finally {
+      await a.context.close();
+      await b.context.close();
+    }
+  });
+
+  it('takes the README screenshots (desktop and phone)', async () => {
     const room = 'demo';
     const a = await openClient(browser, server.url, { name: 'Ada', room });
     const b = await openClient(browser, server.url, { name: 'Grace', room });
@@ -318,9 +639,18 @@ describe('web client', { timeout: 120_000 }, () => {
       const path = process.env.E2E_SCREENSHOT ?? `${ROOT}docs/screenshot.png`;
       mkdirSync(dirname(path), { recursive: true });
       await a.page.screenshot({ path });
+      await a.page.setViewportSize(PHONE);
+      await a.page.getByLabel('Message', { exact: true }).fill('');
+      await a.page.getByTestId('messages').evaluate((el) => el.scrollTo(0, el.scrollHeight));
+      await sleep(300);
+      await a.page.screenshot({ path: path.replace(/\.png$/, '-phone.png') });
     } finally {
       await a.context.close();
       await b.context.close();
     }
+  });
+
+  it('no page reported a Content-Security-Policy violation', () => {
+    assert.deepEqual(cspViolations, []);
   });
 });

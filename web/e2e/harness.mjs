@@ -11,7 +11,7 @@
  *   E2E_SCREENSHOT  where the README screenshot goes (default: docs/screenshot.png)
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -129,23 +129,96 @@ export function uniqueRoom(tag = 'e2e') {
 }
 
 /**
- * Opens the client in a fresh context with a remembered name.
+ * Every Content-Security-Policy violation any page reported on its console,
+ * across the whole run (the last test asserts there are none).
+ * @type {string[]}
+ */
+export const cspViolations = [];
+
+/**
+ * Watches a page's console for CSP violations.
+ * @param {import('playwright-core').Page} page
+ */
+export function watchCsp(page) {
+  page.on('console', (msg) => {
+    const text = msg.text();
+    if (/Content Security Policy|Refused to (load|execute|apply|connect|frame)/i.test(text)) {
+      cspViolations.push(`${page.url()}: ${text}`);
+    }
+  });
+}
+
+/** The viewports the issue names. */
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * Opens the client in a fresh context with a remembered name. The returned
+ * `sent` collects every frame the page's WebSockets sent (parsed JSON).
  * @param {import('playwright-core').Browser} browser
  * @param {string} base
- * @param {{ name?: string, room?: string, viewport?: { width: number, height: number } }} opts
+ * @param {{ name?: string, room?: string, viewport?: { width: number, height: number }, intro?: boolean }} opts
  */
 export async function openClient(browser, base, opts = {}) {
-  const context = await browser.newContext({ viewport: opts.viewport ?? { width: 1280, height: 800 } });
+  const context = await browser.newContext({ viewport: opts.viewport ?? DESKTOP });
   if (opts.name !== undefined) {
     const name = opts.name;
     await context.addInitScript((n) => {
       if (localStorage.getItem('actorchat.name') === null) localStorage.setItem('actorchat.name', n);
     }, name);
   }
+  if (opts.intro !== true) {
+    // The first-visit explanation is tested on its own; elsewhere it is seen.
+    await context.addInitScript(() => {
+      if (localStorage.getItem('actorchat.intro-seen') === null) localStorage.setItem('actorchat.intro-seen', '1');
+    });
+  }
   const page = await context.newPage();
+  watchCsp(page);
+  /** @type {Record<string, unknown>[]} */
+  const sent = [];
+  page.on('websocket', (ws) => {
+    ws.on('framesent', (f) => {
+      try {
+        sent.push(JSON.parse(String(f.payload)));
+      } catch {
+        // Not JSON: not ours to count.
+      }
+    });
+  });
   await page.goto(`${base}/${opts.room !== undefined ? `#${opts.room}` : ''}`);
   await waitConnected(page);
-  return { context, page };
+  return { context, page, sent };
+}
+
+const AXE_SOURCE = readFileSync(new URL('../node_modules/axe-core/axe.min.js', import.meta.url), 'utf8');
+
+/**
+ * Runs axe-core in the page and returns its serious and critical violations
+ * as readable lines (empty when there are none). The script is evaluated
+ * through the DevTools protocol, which the page's CSP does not govern, so the
+ * policy under test stays as strict as in production.
+ * @param {import('playwright-core').Page} page
+ */
+export async function axeViolations(page) {
+  await page.evaluate(AXE_SOURCE);
+  /** @typedef {{ id: string, impact: string | null, help: string, nodes: { target: unknown[] }[] }} Violation */
+  /** @type {Violation[]} */
+  const violations = await page.evaluate(async () => {
+    /** @type {{ run: (ctx: Document, opts: object) => Promise<{ violations: Violation[] }> }} */
+    // @ts-expect-error axe is the global the script above defines.
+    const axe = window.axe;
+    const result = await axe.run(document, { resultTypes: ['violations'] });
+    return result.violations.map((v) => ({
+      id: v.id,
+      impact: v.impact,
+      help: v.help,
+      nodes: v.nodes.map((n) => ({ target: n.target })),
+    }));
+  });
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
 }
 
 /** @param {import('playwright-core').Page} page */

@@ -291,7 +291,11 @@ impl Session {
         tokio::pin!(shutdown);
         // One timer per connection, reset only when it fires (never per
         // frame), so keepalive costs nothing on the hot path.
-        let keepalive = tokio::time::sleep(state.config.ping_interval());
+        let ping_interval = state.config.ping_interval();
+        let keepalive = tokio::time::sleep_until(keepalive_tick(
+            Instant::now() + ping_interval,
+            ping_interval,
+        ));
         tokio::pin!(keepalive);
         loop {
             tokio::select! {
@@ -345,7 +349,7 @@ impl Session {
                 }
                 () = &mut keepalive => {
                     match self.keepalive(state, tx).await {
-                        Ok(next) => keepalive.as_mut().reset(next.into()),
+                        Ok(next) => keepalive.as_mut().reset(keepalive_tick(next, ping_interval)),
                         Err(exit) => return exit,
                     }
                 }
@@ -504,6 +508,13 @@ impl Session {
     /// client where it was), then leaves the old one. A pending calculation
     /// and the messages held behind it stay addressed to the old room.
     async fn join(&mut self, state: &AppState, tx: &mut Writer, room: String) -> Option<Exit> {
+        // A join to the room the session is already in changes nothing:
+        // leaving and re-joining would announce a false leave + join to
+        // everyone and send a second welcome.
+        if room == self.room_name {
+            debug!(session = self.id, room = %room, "join to the current room ignored");
+            return None;
+        }
         let now = Instant::now();
         let bucket = self.join_bucket.get_or_insert_with(|| {
             Box::new(TokenBucket::new(
@@ -533,11 +544,7 @@ impl Session {
         }
         match Box::pin(join_room(state, self.id, &self.name, &room, None)).await {
             Ok((handle, mailbox)) => {
-                // Joining the room it is in replaced the membership in place;
-                // a leave now would remove the new one.
-                if handle.actor.get_id() != self.room.actor.get_id() {
-                    self.cast(RoomMsg::Leave { session: self.id });
-                }
+                self.cast(RoomMsg::Leave { session: self.id });
                 self.replace_room(state, handle, mailbox);
                 self.room_name = room;
                 None
@@ -678,6 +685,24 @@ impl Session {
         }
         Exit::Close(closing)
     }
+}
+
+/// Keepalive deadlines are rounded up to the next multiple of a tenth of the
+/// ping interval on a process-wide clock, so the timers of thousands of
+/// connections fire together: their pings go out in one burst and their
+/// pongs come back in a few `epoll_wait` wake-ups instead of one each (timer
+/// coalescing, as the kernel's timer slack does). A ping or an idle close is
+/// at most that tenth late (3 s of the default 30 s).
+fn keepalive_tick(deadline: Instant, ping_interval: Duration) -> tokio::time::Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let tick = (ping_interval / 10).max(Duration::from_millis(1));
+    let ticks = deadline
+        .saturating_duration_since(epoch)
+        .as_nanos()
+        .div_ceil(tick.as_nanos());
+    let ticks = u32::try_from(ticks).unwrap_or(u32::MAX);
+    (epoch + tick.saturating_mul(ticks)).into()
 }
 
 /// The server is shutting down.

@@ -49,22 +49,6 @@ async fn an_author_field_sent_by_the_client_is_ignored() {
 }
 
 #[tokio::test]
-async fn joining_the_room_you_are_in_keeps_you_in_it() {
-    let server = server(config()).await;
-    let addr = server.local_addr();
-    let mut a = Client::connect(addr, "a", "here").await;
-    let mut b = Client::connect(addr, "b", "here").await;
-    a.send(&ClientFrame::Join {
-        room: "here".into(),
-    })
-    .await;
-    a.ping(1).await;
-    b.chat("still together?").await;
-    assert_eq!(a.next_chat().await.text, "still together?");
-    server.shutdown().await;
-}
-
-#[tokio::test]
 async fn sequence_numbers_strictly_increase() {
     let server = server(config()).await;
     let mut a = Client::connect(server.local_addr(), "a", "seq").await;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { collapse, describeDigits, fetchFullValue, isCollapsible, looksLikeCalc } from './calc';
+import { collapse, describeDigits, fetchFullValue, hiddenDigits, isCollapsible, looksLikeCalc } from './calc';
 import type { CalcResult } from './protocol/CalcResult';
 
 const base: CalcResult = {
@@ -54,5 +54,13 @@ describe('calc helpers', () => {
       throw new TypeError('Failed to fetch');
     }) as typeof fetch;
     expect(await fetchFullValue('c1', down)).toEqual({ ok: false, error: 'Failed to fetch' });
+  });
+});
+
+describe('hiddenDigits', () => {
+  it('counts the digits an abbreviation leaves out', () => {
+    expect(hiddenDigits('123…789', 10)).toBe(4);
+    expect(hiddenDigits('2432902008176640000', 19)).toBe(0);
+    expect(hiddenDigits('1', null)).toBe(0);
   });
 });

@@ -35,6 +35,14 @@ export function describeDigits(digits: number | null): string {
   return `${digits.toLocaleString('en-US')} digit${digits === 1 ? '' : 's'}`;
 }
 
+/** How many digits `shown` leaves out of a value with `digits` digits (0 when none). */
+export function hiddenDigits(shown: string, digits: number | null): number {
+  if (digits === null) return 0;
+  let visible = 0;
+  for (const c of shown) if (c >= '0' && c <= '9') visible += 1;
+  return Math.max(0, digits - visible);
+}
+
 /** Fetches the full value of a truncated result from `GET /calc/{id}`. */
 export async function fetchFullValue(
   id: string,

@@ -124,13 +124,114 @@ describe('ChatApp', () => {
     expect(app.messages.at(-1)?.delivery).toBe('failed');
   });
 
-  it('cannot send while disconnected', () => {
+  it('queues messages written while disconnected and sends them on reconnect', () => {
     const { app, ws } = connected();
     ws().drop(1001);
     app.flush();
     expect(app.connected).toBe(false);
-    expect(app.send('x')).toBe(false);
-    expect(app.messages.at(-1)?.text).toMatch(/Disconnected \(code 1001\)/);
+    expect(app.messages.at(-1)?.text).toBe(
+      'The server restarted or went away. Reconnecting… Messages you send meanwhile are queued.',
+    );
+    expect(app.send('while away')).toBe(true);
+    app.flush();
+    expect(app.queued).toBe(1);
+    expect(app.messages.at(-1)).toMatchObject({ text: 'while away', delivery: 'queued' });
+    vi.advanceTimersByTime(60_000);
+    ws().open();
+    ws().deliver(WELCOME);
+    app.flush();
+    expect(ws().frames().filter((f) => f.type === 'chat').map((f) => f.text)).toEqual(['while away']);
+    expect(app.queued).toBe(0);
+    expect(app.messages.find((m) => m.text === 'while away')?.delivery).toBe('pending');
+    expect(app.messages.at(-1)?.text).toBe('Reconnected to #lobby as Ada.');
+  });
+
+  it('retries a message that was not delivered', () => {
+    const { app, ws } = connected();
+    app.send('lost');
+    perf = 10_001;
+    vi.advanceTimersByTime(300);
+    app.flush();
+    const failed = app.messages.at(-1);
+    expect(failed?.delivery).toBe('failed');
+    expect(app.retry(failed?.key ?? -1)).toBe(true);
+    app.flush();
+    expect(app.messages.at(-1)?.delivery).toBe('pending');
+    const chats = ws().frames().filter((f) => f.type === 'chat');
+    expect(chats.map((f) => f.text)).toEqual(['lost', 'lost']);
+    expect(chats[0]?.client_id).not.toBe(chats[1]?.client_id);
+  });
+
+  it('offers the name the server gave back when reconnecting', () => {
+    const { app, ws } = connected();
+    ws().deliver({ ...WELCOME, name: 'guest-10' });
+    ws().drop(1001);
+    vi.advanceTimersByTime(60_000);
+    expect(ws().url).toBe('ws://test/ws?room=lobby&name=guest-10');
+    expect(app.name).toBe('guest-10');
+  });
+
+  it('sends one join per room switch, however often it is asked for', () => {
+    const { app, ws } = connected();
+    expect(app.join('lobby')).toBeNull();
+    expect(app.join('rust')).toBeNull();
+    expect(app.join('rust')).toBeNull();
+    expect(ws().frames().filter((f) => f.type === 'join')).toEqual([{ type: 'join', room: 'rust' }]);
+    ws().deliver({ ...WELCOME, room: 'rust' });
+    expect(app.join('rust')).toBeNull();
+    expect(ws().frames().filter((f) => f.type === 'join')).toHaveLength(1);
+    expect(app.messages.some((m) => m.text.startsWith('Reconnected'))).toBe(false);
+  });
+
+  it('writes presence as coalesced system lines, without our own join or rename', () => {
+    const { app, ws } = connected();
+    const update = (u: object) =>
+      ws().deliver({ type: 'room_update', room: 'lobby', num_participants: 2, joined: [], left: [], renamed: [], ...u });
+    update({ joined: ['Ada'] });
+    app.rename('Ada L');
+    update({ renamed: [{ from: 'Ada', to: 'Ada L' }] });
+    for (let i = 0; i < 1000; i++) update({ joined: [`bot-${i}`] });
+    update({ renamed: [{ from: 'Grace', to: 'Grace H' }], left: ['Linus'] });
+    vi.advanceTimersByTime(1100);
+    app.flush();
+    expect(app.messages.filter((m) => m.kind === 'system').map((m) => m.text)).toEqual([
+      'You are in #lobby as Ada.',
+      'You are now Ada L.',
+      'bot-0 joined',
+      'bot-1, bot-2, bot-3 and 996 others joined',
+      'Linus left',
+      'Grace is now Grace H',
+    ]);
+  });
+
+  it('resets the statistics when a room is joined', () => {
+    const { app, ws } = connected();
+    app.send('hi');
+    ws().deliver(echo(ws().frames()[0] ?? {}));
+    app.flush();
+    expect([app.sent, app.received]).toEqual([1, 1]);
+    ws().deliver({ ...WELCOME, room: 'rust' });
+    app.flush();
+    expect([app.sent, app.received, app.rttAverage]).toEqual([0, 0, null]);
+  });
+
+  it('announces messages from others, throttled, and counts unread ones in the background', () => {
+    const { app, ws } = connected();
+    app.setBackground(true);
+    ws().deliver(echo({ text: 'one' }, 'Grace', 2));
+    ws().deliver(echo({ text: 'two' }, 'Grace', 3));
+    expect(app.unread).toBe(2);
+    vi.advanceTimersByTime(300);
+    expect(app.announcement).toBe('2 new messages. Latest, Grace: two');
+    app.setBackground(false);
+    expect(app.unread).toBe(0);
+  });
+
+  it('writes the rate-limit error for people', () => {
+    const { app, ws } = connected();
+    ws().deliver({ type: 'error', code: 'rate_limited', message: 'next one accepted in 12 ms' });
+    expect(app.notices[0]?.code).toBe('rate_limited');
+    expect(app.notices[0]?.message).toMatch(/faster than the server accepts \(20 messages a second\)/);
   });
 
   it('keeps participants from welcome and room updates', () => {
@@ -175,6 +276,7 @@ describe('ChatApp', () => {
 
   it('auto-sends the draft no faster than the server allows', () => {
     const { app, ws } = connected();
+    app.draft = 'Hello 👋';
     app.autoIntervalMs = 0;
     expect(app.effectiveIntervalMs).toBe(50);
     app.startAuto();

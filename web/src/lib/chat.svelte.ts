@@ -10,12 +10,26 @@
  * allows", i.e. every 50 ms), so it measures the server instead of collecting
  * `rate_limited` errors. Manual sends on top of it can still hit the limit;
  * those errors show as one folded notice with a count.
+ *
+ * Joining: the URL hash is the one trigger (the switcher only changes it),
+ * and `join` ignores a room already joined or already asked for, so a room
+ * switch sends exactly one `join` (the server also ignores a join to the
+ * current room).
+ *
+ * Identity: a name set by hand is remembered in localStorage; otherwise the
+ * name the server gave this tab (e.g. "guest-10") is offered back on every
+ * reconnect, so a server restart does not silently rename a guest.
+ *
+ * Offline: messages written while disconnected are queued (visibly, at most
+ * `MAX_QUEUED`) and sent once the next welcome arrives; auto-send pauses.
  */
+import { Announcer } from './announce';
 import { encode } from './codec';
 import { Connection, type ConnState, type SocketLike } from './connection';
 import { MessageStore, type Entry } from './messages';
 import { NoticeList, type Notice } from './notices';
 import { Participants } from './participants';
+import { PresenceBuffer } from './presence';
 import type { ChatMessage } from './protocol/ChatMessage';
 import type { ClientFrame } from './protocol/ClientFrame';
 import type { ErrorFrame } from './protocol/ErrorFrame';
@@ -24,9 +38,9 @@ import type { RoomUpdate } from './protocol/RoomUpdate';
 import type { ServerFrame } from './protocol/ServerFrame';
 import type { Welcome } from './protocol/Welcome';
 import { RttWindow } from './rtt';
-import { checkName, DEFAULT_ROOM, isValidRoom } from './validate';
+import { describeError, disconnectedLine } from './status';
+import { checkName, DEFAULT_ROOM, isValidRoom, ROOM_RULE } from './validate';
 
-export const DEFAULT_TEXT = 'Hello 👋';
 export const DEFAULT_LIMITS: Limits = {
   max_text_chars: 4000,
   max_frame_bytes: 16384,
@@ -34,6 +48,10 @@ export const DEFAULT_LIMITS: Limits = {
 };
 export const RTT_AVERAGE_OVER = 200;
 export const RTT_CHART_POINTS = 50;
+/** Messages that may wait for the connection; more would only pile up. */
+export const MAX_QUEUED = 50;
+/** Presence lines are written at most once per this interval: a storm of updates becomes one line. */
+export const PRESENCE_FLUSH_MS = 1000;
 const NAME_KEY = 'actorchat.name';
 
 export interface ChatEnv {
@@ -64,15 +82,31 @@ export class ChatApp {
   messages = $state.raw<readonly Entry[]>([]);
   notices = $state.raw<readonly Notice[]>([]);
   /** The composer's text; auto-send keeps sending it. */
-  draft = $state(DEFAULT_TEXT);
+  draft = $state('');
   autoRunning = $state(false);
   autoIntervalMs = $state(50);
   /** A clock for countdowns, ticking while the app runs. */
   now = $state(0);
+  /** Messages waiting for the connection. */
+  queued = $state(0);
+  /** The latest sentence for screen readers (a polite live region shows it). */
+  announcement = $state('');
+  /** Chat messages from others that arrived while the tab was in the background. */
+  unread = $state(0);
 
   readonly clientPrefix: string;
   private readonly store = new MessageStore();
   private readonly rtt = new RttWindow(RTT_AVERAGE_OVER);
+  private readonly presence = new PresenceBuffer();
+  private readonly announcer = new Announcer();
+  private presenceTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The name the server gave this tab, offered back on reconnect. */
+  private givenName: string | null = null;
+  /** The server announces our own join and rename too; those are not news. */
+  private ownJoinPending: string | null = null;
+  private ownRenamePending: { from: string; to: string } | null = null;
+  private background = false;
+  private everWelcomed = false;
   private readonly people = new Participants();
   private readonly noticeList = new NoticeList();
   private readonly connection: Connection;
@@ -80,7 +114,8 @@ export class ChatApp {
   /** The room asked for (URL hash or switcher); `room` is the one joined. */
   private wantedRoom: string;
   private nameBeforeRename: string | null = null;
-  private welcomed = false;
+  /** Reactive: the composer shows offline hints until the welcome arrives. */
+  private welcomed = $state(false);
   private wasOpen = false;
   private flushQueued = false;
   private autoTimer: ReturnType<typeof setTimeout> | null = null;
@@ -113,6 +148,8 @@ export class ChatApp {
     this.stopAuto();
     if (this.clockTimer !== null) clearInterval(this.clockTimer);
     this.clockTimer = null;
+    if (this.presenceTimer !== null) clearTimeout(this.presenceTimer);
+    this.presenceTimer = null;
     this.connection.stop();
   }
 
@@ -137,29 +174,76 @@ export class ChatApp {
     if (t.length > this.limits.max_text_chars) {
       return `At most ${this.limits.max_text_chars} characters.`;
     }
-    if (!this.connected) return 'Not connected.';
+    if (!this.connected && this.store.queuedCount >= MAX_QUEUED) {
+      return `${MAX_QUEUED} messages already wait for the connection.`;
+    }
     return null;
   }
 
-  /** Sends a chat message; it shows at once as pending. Returns whether it went out. */
+  /**
+   * Sends a chat message; it shows at once as pending, or as queued while
+   * offline. Returns whether it was accepted (sent or queued).
+   */
   send(text: string): boolean {
     if (this.sendBlocker(text) !== null) return false;
     const body = text.trim();
-    const clientId = `${this.clientPrefix}-${++this.seq}`;
-    const sentAt = this.env.wallNow();
-    const perf = this.env.perfNow();
-    const frame: ClientFrame = { type: 'chat', text: body, client_id: clientId, sent_at: sentAt };
-    // The server closes the connection (1009) on frames over the byte limit,
-    // which escaped control characters can reach within the character limit.
-    if (new TextEncoder().encode(encode(frame)).length > this.limits.max_frame_bytes) {
+    if (this.frameTooLarge(body)) {
       this.notice('info', `That message is over the server's ${this.limits.max_frame_bytes}-byte frame limit.`);
       return false;
     }
-    if (!this.connection.send(frame)) return false;
-    this.store.addPending(clientId, this.name, body, perf, sentAt);
-    this.sent += 1;
+    if (!this.connected) {
+      this.store.addQueued(this.name, body, this.env.wallNow());
+      this.queued = this.store.queuedCount;
+      this.queueFlush();
+      return true;
+    }
+    const clientId = this.transmit(body);
+    if (clientId === null) return false;
+    this.store.addPending(clientId, this.name, body, this.env.perfNow(), this.env.wallNow());
     this.queueFlush();
     return true;
+  }
+
+  /** Sends a failed message again. */
+  retry(key: number): boolean {
+    const text = this.store.failedText(key);
+    if (text === null || !this.connected) return false;
+    const clientId = this.transmit(text);
+    if (clientId === null) return false;
+    this.store.retry(key, clientId, this.env.perfNow());
+    this.queueFlush();
+    return true;
+  }
+
+  /** Whether the message list may trim rows above the reader (false while scrolled up). */
+  holdTrim(hold: boolean): void {
+    this.store.setHold(hold);
+    if (!hold) this.queueFlush();
+  }
+
+  /** The tab went to the background or came back (unread count for the title). */
+  setBackground(background: boolean): void {
+    this.background = background;
+    if (!background) this.unread = 0;
+  }
+
+  /** Puts one chat frame on the wire; its client_id, or null when the socket refused. */
+  private transmit(body: string): string | null {
+    const clientId = `${this.clientPrefix}-${++this.seq}`;
+    const frame: ClientFrame = { type: 'chat', text: body, client_id: clientId, sent_at: this.env.wallNow() };
+    if (!this.connection.send(frame)) return null;
+    this.sent += 1;
+    return clientId;
+  }
+
+  /**
+   * The server closes the connection (1009) on frames over the byte limit,
+   * which escaped control characters can reach within the character limit.
+   */
+  private frameTooLarge(body: string): boolean {
+    const clientId = `${this.clientPrefix}-${this.seq + 1}`;
+    const frame: ClientFrame = { type: 'chat', text: body, client_id: clientId, sent_at: this.env.wallNow() };
+    return new TextEncoder().encode(encode(frame)).length > this.limits.max_frame_bytes;
   }
 
   /** Renames the session; remembered in localStorage. Returns an error sentence or null. */
@@ -171,21 +255,27 @@ export class ChatApp {
     if (name === this.name) return null;
     if (this.connected) {
       this.nameBeforeRename = this.name;
+      this.ownRenamePending = { from: this.name, to: name };
       this.connection.send({ type: 'set_name', name });
     }
     // Optimistic; reverted if the server answers invalid_name. When offline,
     // the next connection carries the new name in its URL.
     this.name = name;
+    this.store.system(`You are now ${name}.`, this.env.wallNow());
+    this.queueFlush();
     return null;
   }
 
   /** Switches rooms (answered by a new welcome). Returns an error sentence or null. */
   join(room: string): string | null {
     if (!isValidRoom(room)) {
-      return 'A room name has 1 to 64 characters: letters, digits, "_" and "-".';
+      return ROOM_RULE;
     }
+    // Already there, or already asked for: a second join would only make
+    // the server leave and re-enter the room.
+    if (room === this.wantedRoom) return null;
     this.wantedRoom = room;
-    if (room !== this.room && this.connected) this.connection.send({ type: 'join', room });
+    if (this.connected && room !== this.room) this.connection.send({ type: 'join', room });
     return null;
   }
 
@@ -194,7 +284,8 @@ export class ChatApp {
     this.autoRunning = true;
     const tick = (): void => {
       if (!this.autoRunning) return;
-      this.send(this.draft);
+      // Paused while offline: queueing a message every 50 ms helps nobody.
+      if (this.connected) this.send(this.draft);
       this.autoTimer = setTimeout(tick, this.effectiveIntervalMs);
     };
     tick();
@@ -219,13 +310,14 @@ export class ChatApp {
   flush(): void {
     this.flushQueued = false;
     this.messages = this.store.items.slice();
+    this.queued = this.store.queuedCount;
     this.rttAverage = this.rtt.average;
     this.rttRecent = this.rtt.last(RTT_CHART_POINTS);
   }
 
   private url(): string {
     const q = new URLSearchParams({ room: this.wantedRoom });
-    const name = this.storedName();
+    const name = this.storedName() ?? this.givenName;
     if (name !== null) q.set('name', name);
     return `${this.env.wsBase}/ws?${q.toString()}`;
   }
@@ -245,7 +337,7 @@ export class ChatApp {
     this.welcomed = false;
     if (this.wasOpen && s.state === 'waiting') {
       this.wasOpen = false;
-      this.store.system(`Disconnected (code ${s.code}). Reconnecting…`, this.env.wallNow());
+      this.store.system(disconnectedLine(s.code), this.env.wallNow());
       this.queueFlush();
     }
   }
@@ -266,21 +358,32 @@ export class ChatApp {
   }
 
   private onWelcome(w: Welcome): void {
-    const reconnect = this.room === w.room && this.store.items.length > 0;
+    const reconnect = this.everWelcomed && this.room === w.room;
+    this.everWelcomed = true;
     if (w.room !== this.room) this.store.clear();
     this.welcomed = true;
     this.wasOpen = true;
     this.room = w.room;
     this.wantedRoom = w.room;
     this.name = w.name;
+    this.givenName = w.name;
+    this.nameBeforeRename = null;
+    this.ownRenamePending = null;
+    this.ownJoinPending = w.name;
     this.limits = w.limits;
     this.people.reset(w);
     this.syncPeople();
+    // Statistics describe this connection in this room: they start again.
+    this.sent = 0;
+    this.received = 0;
+    this.rtt.clear();
+    this.presence.take();
     this.store.system(
       reconnect ? `Reconnected to #${w.room} as ${w.name}.` : `You are in #${w.room} as ${w.name}.`,
       this.env.wallNow(),
     );
     this.env.onRoom?.(w.room);
+    this.store.sendQueued((text) => this.transmit(text), this.env.perfNow());
     this.queueFlush();
   }
 
@@ -289,6 +392,10 @@ export class ChatApp {
     const own = m.client_id !== null && m.client_id.startsWith(`${this.clientPrefix}-`);
     const { rtt } = this.store.receive(m, own, this.env.perfNow());
     if (rtt !== null) this.rtt.add(rtt);
+    if (!own) {
+      this.announcer.offer(m.author, m.text);
+      if (this.background) this.unread += 1;
+    }
     this.queueFlush();
   }
 
@@ -296,10 +403,55 @@ export class ChatApp {
     if (u.room !== this.room) return;
     this.people.apply(u);
     this.syncPeople();
+    this.presence.add({
+      joined: this.withoutOwn(u.joined),
+      left: u.left,
+      renamed: u.renamed.filter((r) => {
+        const mine = this.ownRenamePending;
+        if (mine === null || r.from !== mine.from || r.to !== mine.to) return true;
+        this.ownRenamePending = null;
+        return false;
+      }),
+    });
+    // Throttled with a leading edge: the first change shows at once (in its
+    // place among the messages), later ones are gathered for a second.
+    if (!this.presence.empty && this.presenceTimer === null) {
+      this.writePresence();
+      this.presenceTimer = setTimeout(() => this.presenceTick(), PRESENCE_FLUSH_MS);
+    }
+  }
+
+  private presenceTick(): void {
+    this.presenceTimer = null;
+    if (this.presence.empty) return;
+    this.writePresence();
+    this.presenceTimer = setTimeout(() => this.presenceTick(), PRESENCE_FLUSH_MS);
+  }
+
+  /** `joined` without the one announcement of our own arrival. */
+  private withoutOwn(joined: readonly string[]): string[] {
+    const out = [...joined];
+    if (this.ownJoinPending !== null) {
+      const i = out.indexOf(this.ownJoinPending);
+      if (i >= 0) {
+        out.splice(i, 1);
+        this.ownJoinPending = null;
+      }
+    }
+    return out;
+  }
+
+  private writePresence(): void {
+    const now = this.env.wallNow();
+    for (const line of this.presence.take()) {
+      this.store.system(line, now);
+      this.announcer.offer('', line);
+    }
+    this.queueFlush();
   }
 
   private onError(e: ErrorFrame): void {
-    this.notice('error', e.message, e.code);
+    this.notice('error', describeError(e.code, e.message, this.limits.max_messages_per_sec), e.code);
     if (e.code === 'invalid_name' && this.nameBeforeRename !== null) {
       this.name = this.nameBeforeRename;
       this.nameBeforeRename = null;
@@ -311,8 +463,10 @@ export class ChatApp {
   }
 
   private notice(kind: 'error' | 'decode' | 'info', message: string, code: string | null = null): void {
-    this.noticeList.add(kind, message, code);
+    const n = this.noticeList.add(kind, message, code);
     this.notices = this.noticeList.items;
+    // Announced once; its repeats only raise the count shown.
+    if (n.count === 1) this.announcement = message;
   }
 
   private syncPeople(): void {
@@ -323,6 +477,8 @@ export class ChatApp {
 
   private tick(): void {
     this.now = this.env.wallNow();
+    const said = this.announcer.take(this.env.perfNow());
+    if (said !== null) this.announcement = said;
     if (this.store.expire(this.env.perfNow()) > 0) this.queueFlush();
   }
 

@@ -118,3 +118,63 @@ describe('MessageStore delivery tracking', () => {
     expect(s.pendingCount).toBe(0);
   });
 });
+
+describe('MessageStore offline queue and retry', () => {
+  it('queues messages written offline and sends them in order on reconnect', () => {
+    const s = new MessageStore();
+    s.addQueued('Ada', 'one', 0);
+    s.addQueued('Ada', 'two', 0);
+    expect(s.queuedCount).toBe(2);
+    expect(s.items.map((e) => e.delivery)).toEqual(['queued', 'queued']);
+    const sent: string[] = [];
+    expect(s.sendQueued((t) => (sent.push(t), `c-${sent.length}`), 50)).toBe(2);
+    expect(sent).toEqual(['one', 'two']);
+    expect(s.queuedCount).toBe(0);
+    expect(s.items.map((e) => e.delivery)).toEqual(['pending', 'pending']);
+    const { rtt } = s.receive(chat({ client_id: 'c-2', text: 'two' }), true, 80);
+    expect(rtt).toBe(30);
+  });
+
+  it('keeps the rest queued when sending stops', () => {
+    const s = new MessageStore();
+    s.addQueued('Ada', 'one', 0);
+    s.addQueued('Ada', 'two', 0);
+    expect(s.sendQueued((t) => (t === 'one' ? 'c-1' : null), 0)).toBe(1);
+    expect(s.queuedCount).toBe(1);
+    expect(s.items[1]?.delivery).toBe('queued');
+  });
+
+  it('keeps queued messages across a room change', () => {
+    const s = new MessageStore();
+    s.system('You are in #a', 0);
+    s.addQueued('Ada', 'later', 0);
+    s.clear();
+    expect(s.items.map((e) => [e.text, e.delivery])).toEqual([['later', 'queued']]);
+    expect(s.queuedCount).toBe(1);
+  });
+
+  it('retries a failed message under a new client_id', () => {
+    const s = new MessageStore(1000, 100);
+    const e = s.addPending('c-1', 'Ada', 'lost', 0, 0);
+    expect(s.retry(e.key, 'c-2', 0)).toBe(false);
+    s.expire(200);
+    expect(s.failedText(e.key)).toBe('lost');
+    expect(s.retry(e.key, 'c-2', 300)).toBe(true);
+    expect(s.items[0]?.delivery).toBe('pending');
+    const { rtt } = s.receive(chat({ client_id: 'c-2', text: 'lost' }), true, 310);
+    expect(rtt).toBe(10);
+    expect(s.items).toHaveLength(1);
+  });
+});
+
+describe('MessageStore hold while the reader is scrolled up', () => {
+  it('trims to twice the cap while held and to the cap on release', () => {
+    const s = new MessageStore(10);
+    s.setHold(true);
+    for (let i = 0; i < 25; i++) s.system(`s${i}`, 0);
+    expect(s.items).toHaveLength(20);
+    s.setHold(false);
+    expect(s.items).toHaveLength(10);
+    expect(s.items[0]?.text).toBe('s15');
+  });
+});

@@ -2,7 +2,13 @@
  * The message list: at most `cap` entries (oldest dropped first), own messages
  * tracked from "pending" (shown at once) to "confirmed" (the server's echo,
  * matched by `client_id`, with its round-trip time) or "failed" (no echo
- * within `timeoutMs`; a late echo still confirms it).
+ * within `timeoutMs`; a late echo still confirms it). Messages written while
+ * offline are "queued" until the connection is back; a failed one can be
+ * retried, which makes it pending again under a new `client_id`.
+ *
+ * While the reader has scrolled up (`hold`), trimming waits until the list
+ * reaches `2 × cap`, so the rows being read are not removed under them; back
+ * at the bottom, the list is trimmed to `cap` again.
  *
  * Plain TypeScript with an injected clock so Vitest can drive it; the Svelte
  * side copies `items` into reactive state once per animation frame.
@@ -10,7 +16,7 @@
 import type { CalcResult } from './protocol/CalcResult';
 import type { ChatMessage } from './protocol/ChatMessage';
 
-export type Delivery = 'pending' | 'confirmed' | 'failed';
+export type Delivery = 'queued' | 'pending' | 'confirmed' | 'failed';
 
 export interface Entry {
   /** Local, strictly increasing; the keyed-list key and the row-colour parity. */
@@ -44,6 +50,9 @@ export class MessageStore {
   private nextKey = 1;
   /** Own messages not yet echoed (pending or failed), by client_id. */
   private readonly pending = new Map<string, Pending>();
+  /** Keys of messages written while offline, oldest first. */
+  private queued: number[] = [];
+  private holding = false;
 
   constructor(
     readonly cap: number = MESSAGE_CAP,
@@ -60,6 +69,75 @@ export class MessageStore {
       if (this.get(p.key)?.delivery === 'pending') n += 1;
     }
     return n;
+  }
+
+  /** Keeps the rows above the reader while they have scrolled up (see the module doc). */
+  setHold(hold: boolean): void {
+    this.holding = hold;
+    if (!hold) this.trim();
+  }
+
+  get queuedCount(): number {
+    return this.queued.length;
+  }
+
+  /** Adds an own message written while offline; it is sent by `sendQueued`. */
+  addQueued(author: string, text: string, wallTime: number): Entry {
+    const entry = this.push({
+      kind: 'chat',
+      author,
+      text,
+      own: true,
+      delivery: 'queued',
+      rtt: null,
+      calc: null,
+      clientId: null,
+      time: wallTime,
+    });
+    this.queued.push(entry.key);
+    return entry;
+  }
+
+  /**
+   * Hands every queued message (oldest first) to `send`, which returns the
+   * client_id it went out under, or null to keep it queued (and stop).
+   */
+  sendQueued(send: (text: string) => string | null, now: number): number {
+    let n = 0;
+    while (this.queued.length > 0) {
+      const key = this.queued[0] as number;
+      const e = this.get(key);
+      if (e === undefined || e.delivery !== 'queued') {
+        this.queued.shift();
+        continue;
+      }
+      const clientId = send(e.text);
+      if (clientId === null) break;
+      this.queued.shift();
+      this.markPending(key, clientId, now);
+      n += 1;
+    }
+    return n;
+  }
+
+  /** The text of a failed message, to send again; null when it is not failed. */
+  failedText(key: number): string | null {
+    const e = this.get(key);
+    return e?.delivery === 'failed' ? e.text : null;
+  }
+
+  /** Makes a failed message pending again under a new client_id. */
+  retry(key: number, clientId: string, now: number): boolean {
+    const e = this.get(key);
+    if (e?.delivery !== 'failed') return false;
+    if (e.clientId !== null) this.pending.delete(e.clientId);
+    this.markPending(key, clientId, now);
+    return true;
+  }
+
+  private markPending(key: number, clientId: string, now: number): void {
+    this.update(key, (x) => ({ ...x, delivery: 'pending', clientId, rtt: null }));
+    this.pending.set(clientId, { key, sentAt: now });
   }
 
   /** Adds an own message the moment it is sent. `now` is monotonic (ms). */
@@ -142,23 +220,32 @@ export class MessageStore {
     });
   }
 
+  /** Empties the list; queued messages survive (they belong to no room yet). */
   clear(): void {
+    const queued = this.queued.map((k) => this.get(k)).filter((e) => e?.delivery === 'queued');
     this.list = [];
     this.pending.clear();
+    this.queued = [];
+    for (const e of queued) if (e !== undefined) this.addQueued(e.author, e.text, e.time);
   }
 
   private push(fields: Omit<Entry, 'key'>): Entry {
     const entry: Entry = { key: this.nextKey++, ...fields };
     this.list.push(entry);
-    if (this.list.length > this.cap) {
-      const dropped = this.list.splice(0, this.list.length - this.cap);
+    this.trim();
+    return entry;
+  }
+
+  private trim(): void {
+    const limit = this.holding ? 2 * this.cap : this.cap;
+    if (this.list.length > limit) {
+      const dropped = this.list.splice(0, this.list.length - limit);
       for (const d of dropped) {
         if (d.clientId !== null && this.pending.get(d.clientId)?.key === d.key) {
           this.pending.delete(d.clientId);
         }
       }
     }
-    return entry;
   }
 
   /** Keys are contiguous (append at the end, drop at the front), so lookup is O(1). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkName, isValidRoom, roomFromHash } from './validate';
+import { checkName, checkRoom, isValidRoom, roomFromHash, ROOM_RULE } from './validate';
 
 describe('names and rooms (mirrors crates/protocol/src/limits.rs)', () => {
   it('trims names and refuses empty, long and control-character names', () => {
@@ -26,5 +26,13 @@ describe('names and rooms (mirrors crates/protocol/src/limits.rs)', () => {
     expect(roomFromHash('')).toBe('lobby');
     expect(roomFromHash('#not valid')).toBe('lobby');
     expect(roomFromHash('#%E0%A4%A')).toBe('lobby');
+  });
+});
+
+describe('checkRoom', () => {
+  it("answers with the app's own sentences", () => {
+    expect(checkRoom(' #rust ')).toEqual({ ok: true, room: 'rust' });
+    expect(checkRoom('')).toEqual({ ok: false, error: 'Type a room name first.' });
+    expect(checkRoom('no spaces')).toEqual({ ok: false, error: ROOM_RULE });
   });
 });

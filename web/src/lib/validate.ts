@@ -25,6 +25,16 @@ export function checkName(raw: string): { ok: true; name: string } | { ok: false
 
 const ROOM = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** The app's sentence for a room name it cannot use. */
+export const ROOM_RULE = 'A room name has 1 to 64 characters: letters, digits, "_" and "-".';
+
+/** The room name typed into the switcher (an optional leading "#"), or a sentence saying why not. */
+export function checkRoom(raw: string): { ok: true; room: string } | { ok: false; error: string } {
+  const room = raw.trim().replace(/^#/, '');
+  if (room === '') return { ok: false, error: 'Type a room name first.' };
+  return isValidRoom(room) ? { ok: true, room } : { ok: false, error: ROOM_RULE };
+}
+
 export function isValidRoom(room: string): boolean {
   return ROOM.test(room);
 }

@@ -10,12 +10,12 @@ use tokio::net::TcpStream;
 
 use super::FRAME_TIMEOUT;
 
-pub const TEXT: u8 = 0x1;
-pub const CONTINUATION: u8 = 0x0;
-pub const BINARY: u8 = 0x2;
-pub const CLOSE: u8 = 0x8;
-pub const PING: u8 = 0x9;
-pub const PONG: u8 = 0xA;
+// Not every test binary uses every opcode.
+#[allow(unused_imports)]
+pub use actorchat::websocket::frame::{
+    OP_CLOSE as CLOSE, OP_CONTINUATION as CONTINUATION, OP_PING as PING, OP_PONG as PONG,
+    OP_TEXT as TEXT,
+};
 
 /// A valid upgrade request for `path`, with extra header lines.
 pub fn upgrade_request(addr: SocketAddr, path: &str, extra: &str) -> String {

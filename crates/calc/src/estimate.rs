@@ -18,7 +18,8 @@
 //! # Memory and time
 //! Both are modelled from the result size `B` in bits and calibrated with
 //! `examples/bench.rs --calibrate` on the development machine (2-core AMD
-//! EPYC, release build; see docs/benchmarks-calc.md): peak heap is
+//! EPYC, release build; see the calculator section of docs/benchmarks.md):
+//! peak heap is
 //! [`PEAK_BYTES_PER_RESULT_BYTE`] times the result's bytes, time is
 //! [`TIME_NS_COEFF`]`·B^`[`TIME_EXPONENT`] nanoseconds. The constants carry
 //! a margin over the measurements. They describe this machine and release
@@ -31,37 +32,43 @@ use malachite_base::num::logic::traits::SignificantBits;
 use crate::parse::Request;
 use crate::product;
 
-/// Peak heap bytes of compute + decimal conversion per byte of result.
+/// Peak heap bytes of [`compute_decimal`](crate::compute_decimal) per byte
+/// of result.
 ///
 /// Measured with a counting allocator (`examples/bench.rs --calibrate`):
-/// 11.7–17.0× over n = 10^4…2·10^6 and k = 1…3, about 15.5× at `10^6!`.
-/// It includes the decimal string (2.4 bytes per result byte), the power
-/// table, the dividend copy of a chunked division and malachite's scratch
-/// space. 20 leaves a margin over the worst measurement.
+/// 10.8–16.5× over n = 10^4…2·10^6 and k = 1…3, about 13× at `10^6!`.
+/// It includes the decimal string (2.4 bytes per result byte), the tables of
+/// powers and reciprocals of the conversion and malachite's scratch space
+/// (the largest multiplications' scratch sets the peak). 20 leaves a margin
+/// over the worst measurement.
 pub const PEAK_BYTES_PER_RESULT_BYTE: f64 = 20.0;
 
 /// Fixed heap overhead of a calculation (buffers, small tables).
 pub const PEAK_BYTES_FIXED: u64 = 64 << 10;
 
-/// Time model: `t = TIME_FIXED + TIME_NS_COEFF · B^TIME_EXPONENT` for compute
-/// plus decimal conversion, `B` the result size in bits.
+/// Time model: `t = TIME_FIXED + TIME_NS_COEFF · B^TIME_EXPONENT` for
+/// [`compute_decimal`](crate::compute_decimal), `B` the result size in bits.
 ///
-/// Both phases are sequences of FFT-sized multiplications and divisions, so
-/// the cost grows a little faster than `B`; over n = 10^4…2·10^6 the wall
-/// time measured on the (shared, loaded) 2-core benchmark machine follows
-/// `B^1.4` to within ±25 % (`examples/bench.rs --calibrate`; see
-/// docs/benchmarks-calc.md). The coefficient is the measurement at `10^6!`
-/// (1.66 s for 18.5 M bits) plus a 15 % margin: `10^6!` is estimated at
-/// about 1.9 s and so admitted under the default 2 s timeout, while
-/// anything much larger is refused up front instead of timing out.
-pub const TIME_NS_COEFF: f64 = 0.13;
+/// Both phases are sequences of FFT-sized multiplications, so the cost grows
+/// a little faster than `B`: over n = 300,000…2·10^6 and k = 1…3 the thread
+/// CPU time measured on the 2-core benchmark machine follows `B^1.2` with
+/// coefficients 0.87–1.10 ns (`examples/bench.rs --calibrate`). The model
+/// is fitted to CPU time because the machine was shared when it was
+/// measured, and there the wall time mostly measures the other processes;
+/// on an otherwise idle machine a calculation's wall time is its CPU time.
+/// 1.25 ns is the worst coefficient plus about 15 %: `10^6!` is estimated
+/// at 0.66 s (measured 0.45–0.49 s of CPU), and under the default 64 MiB
+/// limit memory, not time, bounds what is admitted (results up to about
+/// 27 Mbit, estimated at up to 1.0 s).
+pub const TIME_NS_COEFF: f64 = 1.25;
 
 /// See [`TIME_NS_COEFF`].
-pub const TIME_EXPONENT: f64 = 1.4;
+pub const TIME_EXPONENT: f64 = 1.2;
 
 /// Fixed per-calculation time: thread hand-off, allocation, and the higher
 /// per-bit cost of small results, which the power law underestimates by up
-/// to a few milliseconds (measured: 2.4 ms for `10^4!`, 12 ms for `30000!`).
+/// to a few milliseconds (measured: 1.1 ms for `10^4!`, 5.0 ms for
+/// `30000!`, against 0.2 and 6.7 ms from the power law).
 pub const TIME_FIXED: Duration = Duration::from_millis(5);
 
 /// Results up to this many bits are computed exactly by [`estimate`]: at

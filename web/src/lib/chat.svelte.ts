@@ -22,6 +22,12 @@
  *
  * Offline: messages written while disconnected are queued (visibly, at most
  * `MAX_QUEUED`) and sent once the next welcome arrives; auto-send pauses.
+ * The queue drains at the welcome's `max_messages_per_sec`, one message per
+ * `minIntervalMs`, not all at once: the server's token bucket (burst 40 by
+ * default) is smaller than a full queue and would refuse the rest as
+ * `rate_limited`. Pacing at the sustained rate never exceeds any burst, and
+ * the client is not told the burst. Until the queue is empty, new messages
+ * join its end, so they still go out in the order they were written.
  */
 import { Announcer } from './announce';
 import { encode } from './codec';
@@ -119,6 +125,8 @@ export class ChatApp {
   private wasOpen = false;
   private flushQueued = false;
   private autoTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Sends the next queued message when it fires (see the module doc). */
+  private drainTimer: ReturnType<typeof setTimeout> | null = null;
   private clockTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
@@ -146,6 +154,7 @@ export class ChatApp {
 
   stop(): void {
     this.stopAuto();
+    this.stopDrain();
     if (this.clockTimer !== null) clearInterval(this.clockTimer);
     this.clockTimer = null;
     if (this.presenceTimer !== null) clearTimeout(this.presenceTimer);
@@ -174,8 +183,8 @@ export class ChatApp {
     if (t.length > this.limits.max_text_chars) {
       return `At most ${this.limits.max_text_chars} characters.`;
     }
-    if (!this.connected && this.store.queuedCount >= MAX_QUEUED) {
-      return `${MAX_QUEUED} messages already wait for the connection.`;
+    if (this.store.queuedCount >= MAX_QUEUED) {
+      return `${MAX_QUEUED} messages already wait to be sent.`;
     }
     return null;
   }
@@ -191,7 +200,7 @@ export class ChatApp {
       this.notice('info', `That message is over the server's ${this.limits.max_frame_bytes}-byte frame limit.`);
       return false;
     }
-    if (!this.connected) {
+    if (!this.connected || this.store.queuedCount > 0) {
       this.store.addQueued(this.name, body, this.env.wallNow());
       this.queued = this.store.queuedCount;
       this.queueFlush();
@@ -284,8 +293,9 @@ export class ChatApp {
     this.autoRunning = true;
     const tick = (): void => {
       if (!this.autoRunning) return;
-      // Paused while offline: queueing a message every 50 ms helps nobody.
-      if (this.connected) this.send(this.draft);
+      // Paused while offline and while the queue drains: queueing a message
+      // every 50 ms helps nobody.
+      if (this.connected && this.store.queuedCount === 0) this.send(this.draft);
       this.autoTimer = setTimeout(tick, this.effectiveIntervalMs);
     };
     tick();
@@ -335,6 +345,7 @@ export class ChatApp {
     this.conn = s;
     if (s.state === 'open') return;
     this.welcomed = false;
+    this.stopDrain();
     if (this.wasOpen && s.state === 'waiting') {
       this.wasOpen = false;
       this.store.system(disconnectedLine(s.code), this.env.wallNow());
@@ -383,8 +394,32 @@ export class ChatApp {
       this.env.wallNow(),
     );
     this.env.onRoom?.(w.room);
-    this.store.sendQueued((text) => this.transmit(text), this.env.perfNow());
+    this.stopDrain();
+    this.drain();
     this.queueFlush();
+  }
+
+  /**
+   * Sends the oldest queued message and schedules the next one
+   * `minIntervalMs` later (all at once when the server sets no rate).
+   * Stops when the queue is empty, the socket refuses, or the connection
+   * goes (`onConnState`); the next welcome starts it again.
+   */
+  private drain(): void {
+    this.drainTimer = null;
+    if (!this.connected) return;
+    const interval = this.minIntervalMs;
+    const sent = this.store.sendQueued((text) => this.transmit(text), this.env.perfNow(), interval > 0 ? 1 : Infinity);
+    this.queued = this.store.queuedCount;
+    this.queueFlush();
+    if (sent > 0 && this.store.queuedCount > 0) {
+      this.drainTimer = setTimeout(() => this.drain(), interval);
+    }
+  }
+
+  private stopDrain(): void {
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
   }
 
   private onChat(m: ChatMessage): void {

@@ -229,6 +229,37 @@ describe('ChatApp', () => {
     expect(app.messages.some((m) => m.text.startsWith('Reconnected'))).toBe(false);
   });
 
+  it('ends in the room asked for last when switching back before the first switch is answered', () => {
+    const { app, ws } = connected();
+    expect(app.join('rust')).toBeNull();
+    expect(app.join('lobby')).toBeNull();
+    // The server handles the joins in order: a welcome for each.
+    expect(ws().frames().filter((f) => f.type === 'join')).toEqual([
+      { type: 'join', room: 'rust' },
+      { type: 'join', room: 'lobby' },
+    ]);
+    ws().deliver({ ...WELCOME, room: 'rust' });
+    expect(hashRoom).not.toBe('rust');
+    ws().deliver({ ...WELCOME, room: 'lobby' });
+    app.flush();
+    expect(app.room).toBe('lobby');
+    expect(hashRoom).toBe('lobby');
+    // Settled: asking for the room we are in sends nothing more.
+    expect(app.join('lobby')).toBeNull();
+    expect(ws().frames().filter((f) => f.type === 'join')).toHaveLength(2);
+  });
+
+  it('joins the room asked for before the first welcome once that welcome arrives', () => {
+    const { app, ws } = makeApp('lobby');
+    app.start();
+    ws().open();
+    expect(app.join('rust')).toBeNull();
+    ws().deliver(WELCOME);
+    expect(ws().frames().filter((f) => f.type === 'join')).toEqual([{ type: 'join', room: 'rust' }]);
+    ws().deliver({ ...WELCOME, room: 'rust' });
+    expect([app.room, hashRoom]).toEqual(['rust', 'rust']);
+  });
+
   it('writes presence as coalesced system lines, without our own join or rename', () => {
     const { app, ws } = connected();
     const update = (u: object) =>

@@ -14,7 +14,14 @@
  * Joining: the URL hash is the one trigger (the switcher only changes it),
  * and `join` ignores a room already joined or already asked for, so a room
  * switch sends exactly one `join` (the server also ignores a join to the
- * current room).
+ * current room). "Already asked for" means the room the server will put us
+ * in once every join sent so far is answered (`requestedRoom`), not the room
+ * of the last welcome: switching A→B→A before B's welcome must send a join
+ * back to A. The server answers joins in order, one welcome each, so a
+ * welcome that arrives while later joins are still in flight is an
+ * intermediate step: it updates the room shown but not the room wanted nor
+ * the URL hash. Once the last welcome is in, a room asked for meanwhile
+ * (e.g. before the connection's first welcome) is joined then.
  *
  * Identity: a name set by hand is remembered in localStorage; otherwise the
  * name the server gave this tab (e.g. "guest-10") is offered back on every
@@ -119,6 +126,10 @@ export class ChatApp {
   private seq = 0;
   /** The room asked for (URL hash or switcher); `room` is the one joined. */
   private wantedRoom: string;
+  /** The room of the connection URL or of the last join sent (see the module doc). */
+  private requestedRoom: string;
+  /** Joins sent on this connection and not yet answered by a welcome. */
+  private joinsInFlight = 0;
   private nameBeforeRename: string | null = null;
   /** Reactive: the composer shows offline hints until the welcome arrives. */
   private welcomed = $state(false);
@@ -134,6 +145,7 @@ export class ChatApp {
     room: string = DEFAULT_ROOM,
   ) {
     this.wantedRoom = room;
+    this.requestedRoom = room;
     this.room = room;
     this.name = this.storedName() ?? '';
     this.clientPrefix = `t${Math.floor(Math.random() * 36 ** 6).toString(36)}`;
@@ -284,8 +296,16 @@ export class ChatApp {
     // the server leave and re-enter the room.
     if (room === this.wantedRoom) return null;
     this.wantedRoom = room;
-    if (this.connected && room !== this.room) this.connection.send({ type: 'join', room });
+    this.requestWanted();
     return null;
+  }
+
+  /** Sends a join for the wanted room unless the joins already sent lead there. */
+  private requestWanted(): void {
+    if (!this.connected || this.wantedRoom === this.requestedRoom) return;
+    if (!this.connection.send({ type: 'join', room: this.wantedRoom })) return;
+    this.requestedRoom = this.wantedRoom;
+    this.joinsInFlight += 1;
   }
 
   startAuto(): void {
@@ -326,6 +346,9 @@ export class ChatApp {
   }
 
   private url(): string {
+    // A new connection: its welcome answers the URL, earlier joins are void.
+    this.requestedRoom = this.wantedRoom;
+    this.joinsInFlight = 0;
     const q = new URLSearchParams({ room: this.wantedRoom });
     const name = this.storedName() ?? this.givenName;
     if (name !== null) q.set('name', name);
@@ -375,7 +398,9 @@ export class ChatApp {
     this.welcomed = true;
     this.wasOpen = true;
     this.room = w.room;
-    this.wantedRoom = w.room;
+    if (this.joinsInFlight > 0) this.joinsInFlight -= 1;
+    const settled = this.joinsInFlight === 0;
+    if (settled) this.requestedRoom = w.room;
     this.name = w.name;
     this.givenName = w.name;
     this.nameBeforeRename = null;
@@ -393,7 +418,9 @@ export class ChatApp {
       reconnect ? `Reconnected to #${w.room} as ${w.name}.` : `You are in #${w.room} as ${w.name}.`,
       this.env.wallNow(),
     );
-    this.env.onRoom?.(w.room);
+    if (settled && w.room === this.wantedRoom) this.env.onRoom?.(w.room);
+    // Asked for another room before this welcome came: go there now.
+    if (settled) this.requestWanted();
     this.stopDrain();
     this.drain();
     this.queueFlush();
@@ -492,6 +519,10 @@ export class ChatApp {
       this.nameBeforeRename = null;
     }
     if (e.code === 'invalid_room') {
+      // The refused join is answered; if others are still in flight, their
+      // last welcome settles the room.
+      if (this.joinsInFlight > 0) this.joinsInFlight -= 1;
+      if (this.joinsInFlight === 0) this.requestedRoom = this.room;
       this.wantedRoom = this.room;
       this.env.onRoom?.(this.room);
     }

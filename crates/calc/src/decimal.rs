@@ -197,7 +197,7 @@ impl Level {
         2 * self.five_bits + self.digits + GUARD_BITS
     }
 
-    /// Whether `x < 10^digits`.
+    /// Whether `x >= 10^digits`, i.e. `x` needs a split at this level.
     fn exceeds(&self, x: &Natural) -> bool {
         // 10^k = 5^k·2^k has five_bits + k bits.
         let power_bits = self.five_bits + self.digits;

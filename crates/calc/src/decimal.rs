@@ -289,11 +289,14 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
         let lower_s = lower.reciprocal_shift();
         let square = lower_reciprocal.square();
         // 5^(2k) = (5^k)², so R_lower² / 2^(2·s_lower − s) <= 2^s / 5^(2k).
-        let r0 = if 2 * lower_s >= s {
-            square >> (2 * lower_s - s)
-        } else {
-            square << (s - 2 * lower_s)
-        };
+        // The shift is never negative: with b = five_bits below, 5^(2k) has
+        // 2b − 1 or 2b bits, so 2·s_lower − s = 4b − 2·five_bits + GUARD_BITS
+        // is GUARD_BITS or GUARD_BITS + 2.
+        debug_assert!(
+            2 * lower_s >= s + GUARD_BITS && 2 * lower_s <= s + GUARD_BITS + 2,
+            "2·s_lower − s outside [GUARD_BITS, GUARD_BITS + 2]"
+        );
+        let r0 = square >> (2 * lower_s - s);
         check(self.cancel)?;
         let product = &level.five * &r0;
         check(self.cancel)?;

@@ -116,7 +116,8 @@ struct StepSizes {
     leaf_digits: u64,
     /// Divisors from this many bits on are divided in chunks.
     chunked_divisor_bits: u64,
-    /// Quotient bits per chunked step; a multiple of 64.
+    /// Quotient bits per chunked step; a positive multiple of 64 (checked in
+    /// debug builds by `Converter::new`).
     quotient_chunk_bits: u64,
 }
 
@@ -223,6 +224,12 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
     /// Picks the tree for numbers of up to `max_digits` digits and computes
     /// its powers of five and reciprocals.
     fn new(max_digits: u64, sizes: StepSizes, cancel: &'a C) -> Result<Self, Cancelled> {
+        // `div_rem_chunked` cuts chunks out of 64-bit limbs.
+        debug_assert!(
+            sizes.quotient_chunk_bits > 0 && sizes.quotient_chunk_bits % 64 == 0,
+            "quotient_chunk_bits must be a positive multiple of 64, not {}",
+            sizes.quotient_chunk_bits
+        );
         // Smallest depth h with ceil(D / 2^h) <= leaf size; then L·2^h >= D.
         let leaf_max = sizes.leaf_digits.max(1);
         let mut depth = 0u32;
@@ -560,6 +567,20 @@ mod tests {
             polls.get() > 40
         });
         assert_eq!(result, Err(Cancelled));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "multiple of 64")]
+    fn refuses_quotient_chunks_that_are_not_whole_limbs() {
+        // Chunks are cut from the dividend's 64-bit limbs: 100 bits would
+        // silently give wrong digits, so debug builds stop at once.
+        let bad = StepSizes {
+            quotient_chunk_bits: 100,
+            ..sizes(10, true)
+        };
+        let x = Natural::factorial(3_000);
+        let _ = to_decimal_with(&x, 0, bad, &|| false);
     }
 
     proptest! {

@@ -164,8 +164,10 @@ fn to_decimal_with<C: Cancel + ?Sized>(
     let max_digits = (bits as f64 * LOG10_2_UP).ceil() as u64 + 1;
     let zeros = if *x == 0u32 { 0 } else { zeros };
     if max_digits <= sizes.one_call_digits.max(sizes.leaf_digits) {
-        // One call; its string is the result, without a copy.
+        // One call; its string is the result, without a copy. Reserved
+        // exactly: extending by amortised growth would double the buffer.
         let mut digits = x.to_string();
+        digits.reserve_exact(zeros as usize);
         digits.extend(std::iter::repeat_n('0', zeros as usize));
         return Ok(digits);
     }
@@ -537,6 +539,23 @@ mod tests {
         let big = Natural::factorial(3_000);
         let got = to_decimal_with(&big, 3, sizes(10, true), &|| false).expect("not cancelled");
         assert_eq!(got, format!("{big}000"));
+    }
+
+    #[test]
+    fn trailing_zeros_do_not_double_the_buffer() {
+        // A one-call number followed by a few zeros: growing the digits by
+        // amortised doubling would leave the result's buffer about twice
+        // its length (for 10^5!, whose 24,999 zeros follow 431,575 digits).
+        let x = Natural::factorial(3_000) + Natural::from(1u32);
+        let digits = x.to_string().len();
+        let got = to_decimal_times_power_of_ten(&x, 10, &|| false).expect("not cancelled");
+        assert_eq!(got.len(), digits + 10);
+        assert!(
+            got.capacity() < got.len() + got.len() / 4,
+            "capacity {} for {} bytes",
+            got.capacity(),
+            got.len()
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ pub async fn serve(listener: TcpListener, app: Router, state: Arc<AppState>) {
             Err(e) if is_per_connection(&e) => continue,
             Err(e) => {
                 warn!(error = %e, pause_ms = backoff.as_millis() as u64, "accept failed; pausing");
-                tokio::time::sleep(backoff).await;
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                 continue;
             }

@@ -212,10 +212,31 @@ async fn an_unfinished_frame_or_message_is_closed_after_the_frame_timeout() {
         .unwrap();
     let mut half_message = Raw::connect(addr).await;
     half_message.send(false, TEXT, br#"{"type":"#, true).await;
+    // Pings between the fragments do not keep the message alive.
+    let mut pinging = Raw::connect(addr).await;
+    pinging.send(false, TEXT, br#"{"type":"#, true).await;
     let started = Instant::now();
+    // Pings every 200 ms for 6 s, stopping at the server's close frame.
+    let pinger = tokio::spawn(async move {
+        for _ in 0..30 {
+            pinging.send(true, PING, b"still typing", true).await;
+            let next = tokio::time::Instant::now() + Duration::from_millis(200);
+            while let Ok((op, payload)) = tokio::time::timeout_at(next, pinging.frame()).await {
+                if op == CLOSE {
+                    return Some(u16::from_be_bytes([payload[0], payload[1]]));
+                }
+            }
+        }
+        None
+    });
     assert_eq!(half_frame.close_code().await, 1008);
     assert_eq!(half_message.close_code().await, 1008);
     assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(
+        pinger.await.unwrap(),
+        Some(1008),
+        "pings must not keep an unfinished message alive"
+    );
 
     // A client that finishes its frames in time is not affected.
     let mut steady = Raw::connect(addr).await;

@@ -77,6 +77,11 @@ impl Decoder {
         self.partial = None;
     }
 
+    /// Whether a fragmented message has begun and not ended.
+    pub fn is_fragmented_message(&self) -> bool {
+        self.partial.is_some()
+    }
+
     /// Whether a frame or a fragmented message has begun and not ended.
     pub fn is_mid_message(&self) -> bool {
         !self.buf.is_empty() || self.partial.is_some()

@@ -11,7 +11,9 @@
 //! subset is small: no extensions, no subprotocols, server frames unmasked,
 //! client frames masked ([`frame`]). Conformance is proven by the
 //! Autobahn|Testsuite against `examples/autobahn_echo.rs`, which uses this
-//! module exactly as the chat does (docs/conformance.md).
+//! module's handshake, decoder, writer and closing handshake as the chat does
+//! (the listener, keepalive and frame timeout are covered by raw-socket
+//! tests instead; docs/conformance.md).
 
 pub mod decoder;
 pub mod frame;
@@ -20,7 +22,7 @@ pub mod handshake;
 use std::time::Duration;
 
 use actorchat_protocol::close_code;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -155,7 +157,12 @@ impl Reader {
     pub async fn next(&mut self) -> Result<Incoming, ReadError> {
         loop {
             if let Some(message) = self.decoder.decode()? {
-                self.mid_message_since = None;
+                // A finished frame restarts the clock, unless it is a control
+                // frame inside a fragmented message: pings must not keep a
+                // half-sent message alive.
+                if !self.decoder.is_fragmented_message() {
+                    self.mid_message_since = None;
+                }
                 return Ok(message);
             }
             let deadline = if self.decoder.is_mid_message() {
@@ -165,9 +172,15 @@ impl Reader {
                 self.mid_message_since = None;
                 None
             };
+            let read_size = self.read;
             let buf = self.decoder.buffer();
+            if deadline.is_none() && buf.capacity() > 2 * read_size {
+                // Empty after a large frame: give the memory back, so an
+                // idle connection keeps only `read` bytes.
+                *buf = BytesMut::new();
+            }
             if buf.capacity() - buf.len() < 64 {
-                buf.reserve(self.read.max(buf.len()));
+                buf.reserve(read_size.max(buf.len()));
             }
             let read = self.io.read_buf(buf);
             let n = match deadline {

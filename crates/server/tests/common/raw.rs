@@ -74,8 +74,15 @@ impl Raw {
         self.buf.extend_from_slice(&chunk[..n]);
     }
 
-    /// Sends one masked frame.
-    pub async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8], masked: bool) {
+    /// Sends one frame (masked unless told otherwise); an error if the
+    /// server has closed the connection.
+    pub async fn try_send(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        payload: &[u8],
+        masked: bool,
+    ) -> std::io::Result<()> {
         let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
         let mask_bit = if masked { 0x80 } else { 0 };
         if payload.len() < 126 {
@@ -91,7 +98,12 @@ impl Raw {
         } else {
             out.extend_from_slice(payload);
         }
-        self.stream.write_all(&out).await.unwrap();
+        self.stream.write_all(&out).await
+    }
+
+    /// Sends one frame (masked unless told otherwise).
+    pub async fn send(&mut self, fin: bool, opcode: u8, payload: &[u8], masked: bool) {
+        self.try_send(fin, opcode, payload, masked).await.unwrap();
     }
 
     /// Reads one (unmasked) server frame.

@@ -116,7 +116,8 @@ struct StepSizes {
     leaf_digits: u64,
     /// Divisors from this many bits on are divided in chunks.
     chunked_divisor_bits: u64,
-    /// Quotient bits per chunked step; a multiple of 64.
+    /// Quotient bits per chunked step; a positive multiple of 64 (checked in
+    /// debug builds by `Converter::new`).
     quotient_chunk_bits: u64,
 }
 
@@ -163,8 +164,10 @@ fn to_decimal_with<C: Cancel + ?Sized>(
     let max_digits = (bits as f64 * LOG10_2_UP).ceil() as u64 + 1;
     let zeros = if *x == 0u32 { 0 } else { zeros };
     if max_digits <= sizes.one_call_digits.max(sizes.leaf_digits) {
-        // One call; its string is the result, without a copy.
+        // One call; its string is the result, without a copy. Reserved
+        // exactly: extending by amortised growth would double the buffer.
         let mut digits = x.to_string();
+        digits.reserve_exact(zeros as usize);
         digits.extend(std::iter::repeat_n('0', zeros as usize));
         return Ok(digits);
     }
@@ -197,7 +200,7 @@ impl Level {
         2 * self.five_bits + self.digits + GUARD_BITS
     }
 
-    /// Whether `x < 10^digits`.
+    /// Whether `x >= 10^digits`, i.e. `x` needs a split at this level.
     fn exceeds(&self, x: &Natural) -> bool {
         // 10^k = 5^k·2^k has five_bits + k bits.
         let power_bits = self.five_bits + self.digits;
@@ -223,6 +226,12 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
     /// Picks the tree for numbers of up to `max_digits` digits and computes
     /// its powers of five and reciprocals.
     fn new(max_digits: u64, sizes: StepSizes, cancel: &'a C) -> Result<Self, Cancelled> {
+        // `div_rem_chunked` cuts chunks out of 64-bit limbs.
+        debug_assert!(
+            sizes.quotient_chunk_bits > 0 && sizes.quotient_chunk_bits % 64 == 0,
+            "quotient_chunk_bits must be a positive multiple of 64, not {}",
+            sizes.quotient_chunk_bits
+        );
         // Smallest depth h with ceil(D / 2^h) <= leaf size; then L·2^h >= D.
         let leaf_max = sizes.leaf_digits.max(1);
         let mut depth = 0u32;
@@ -289,11 +298,14 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
         let lower_s = lower.reciprocal_shift();
         let square = lower_reciprocal.square();
         // 5^(2k) = (5^k)², so R_lower² / 2^(2·s_lower − s) <= 2^s / 5^(2k).
-        let r0 = if 2 * lower_s >= s {
-            square >> (2 * lower_s - s)
-        } else {
-            square << (s - 2 * lower_s)
-        };
+        // The shift is never negative: with b = five_bits below, 5^(2k) has
+        // 2b − 1 or 2b bits, so 2·s_lower − s = 4b − 2·five_bits + GUARD_BITS
+        // is GUARD_BITS or GUARD_BITS + 2.
+        debug_assert!(
+            2 * lower_s >= s + GUARD_BITS && 2 * lower_s <= s + GUARD_BITS + 2,
+            "2·s_lower − s outside [GUARD_BITS, GUARD_BITS + 2]"
+        );
+        let r0 = square >> (2 * lower_s - s);
         check(self.cancel)?;
         let product = &level.five * &r0;
         check(self.cancel)?;
@@ -530,6 +542,23 @@ mod tests {
     }
 
     #[test]
+    fn trailing_zeros_do_not_double_the_buffer() {
+        // A one-call number followed by a few zeros: growing the digits by
+        // amortised doubling would leave the result's buffer about twice
+        // its length (for 10^5!, whose 24,999 zeros follow 431,575 digits).
+        let x = Natural::factorial(3_000) + Natural::from(1u32);
+        let digits = x.to_string().len();
+        let got = to_decimal_times_power_of_ten(&x, 10, &|| false).expect("not cancelled");
+        assert_eq!(got.len(), digits + 10);
+        assert!(
+            got.capacity() < got.len() + got.len() / 4,
+            "capacity {} for {} bytes",
+            got.capacity(),
+            got.len()
+        );
+    }
+
+    #[test]
     fn default_sizes_take_the_tree_above_the_one_call_limit() {
         // Just over ONE_CALL_DIGITS digits: the default tree, Barrett levels
         // and all, against malachite.
@@ -557,6 +586,20 @@ mod tests {
             polls.get() > 40
         });
         assert_eq!(result, Err(Cancelled));
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "multiple of 64")]
+    fn refuses_quotient_chunks_that_are_not_whole_limbs() {
+        // Chunks are cut from the dividend's 64-bit limbs: 100 bits would
+        // silently give wrong digits, so debug builds stop at once.
+        let bad = StepSizes {
+            quotient_chunk_bits: 100,
+            ..sizes(10, true)
+        };
+        let x = Natural::factorial(3_000);
+        let _ = to_decimal_with(&x, 0, bad, &|| false);
     }
 
     proptest! {

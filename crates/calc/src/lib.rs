@@ -76,3 +76,37 @@ pub fn compute_decimal<C: Cancel + ?Sized>(req: Request, cancel: &C) -> Result<S
     let (value, tens) = product::compute_over_tens(req, cancel)?;
     decimal::to_decimal_times_power_of_ten(&value, tens, cancel)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use malachite_base::num::arithmetic::traits::Multifactorial;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// End to end against malachite's own multifactorial, an independent
+        /// computation: the product tree (swing factorial from 1,024 on, the
+        /// `(2m)!! = 2^m·m!` shortcut, the general product), the factors of
+        /// ten taken out and the zeros appended as text.
+        #[test]
+        fn compute_decimal_matches_malachite(
+            n in prop_oneof![0u64..64, 0u64..30_000],
+            k in prop_oneof![1u64..=3, 1u64..=40, 0u64..=u64::MAX],
+        ) {
+            let k = k.max(1);
+            let got = compute_decimal(Request { n, k }, &|| false).expect("not cancelled");
+            let expected = Natural::multifactorial(n, k).to_string();
+            // Not prop_assert_eq!: a failure would print both numbers in full.
+            prop_assert!(
+                got == expected,
+                "n = {}, k = {}: {} digits, expected {}; first difference at {:?}",
+                n,
+                k,
+                got.len(),
+                expected.len(),
+                got.bytes().zip(expected.bytes()).position(|(a, b)| a != b)
+            );
+        }
+    }
+}

@@ -84,8 +84,13 @@ enum Fives {
     Strip,
 }
 
-/// A result as `rest·2^twos·5^fives`, `rest` odd (and, when the fives are
-/// stripped, not a multiple of five; otherwise `fives` is 0).
+/// A result as `rest·2^twos·5^fives`. From the product paths `rest` is odd
+/// (and, when the fives are stripped, not a multiple of five; otherwise
+/// `fives` is 0). The trivial results (`n == 0`, or `k >= n`: the single
+/// term `n`) come back as `rest = n` (or 1) with both exponents 0, unstripped:
+/// callers may only rely on `rest·2^twos·5^fives` being the result, and
+/// `compute_over_tens` then finds no factors of ten to take out, which is
+/// still correct (`n = 10, k >= 10` is converted as "10").
 struct Factors {
     rest: Natural,
     twos: u64,

@@ -44,7 +44,10 @@ pub mod close_code {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The room could not be joined (the registry or room did not answer).
     pub const INTERNAL_ERROR: u16 = 1011;
-    /// A slow consumer whose outbound queue overflowed, or the server is at
-    /// its connection limit ("try again later").
+    /// A slow consumer whose outbound queue overflowed, or a room that had
+    /// to be re-created after a failure while the server was at its room
+    /// limit ("try again later").
+    /// (A server at its connection limit answers the upgrade with HTTP 503
+    /// instead; no WebSocket is opened.)
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }

@@ -29,8 +29,10 @@ pub struct Welcome {
     pub name: String,
     pub room: String,
     pub num_participants: u32,
-    /// Names of the room's members, the new member included; at most
-    /// [`crate::MAX_PARTICIPANTS_LISTED`] of them.
+    /// Names of members already announced to the room (the new member is
+    /// not among them: it arrives in the next `room_update`); at most
+    /// [`crate::MAX_PARTICIPANTS_LISTED`] of them. `num_participants` counts
+    /// everyone, the new member included.
     pub participants: Vec<String>,
     pub limits: Limits,
 }
@@ -153,11 +155,16 @@ pub enum ErrorCode {
     InvalidRoom,
     /// Too many messages held behind a running calculation.
     CalcBusy,
+    /// The server already has its most rooms (`--max-rooms`); a `join` that
+    /// would create another is refused.
+    RoomLimit,
+    /// The room's inbox is full (`--room-inbox`): the chat was not broadcast.
+    RoomBusy,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that want a zero for each.
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -166,6 +173,8 @@ impl ErrorCode {
         ErrorCode::InvalidName,
         ErrorCode::InvalidRoom,
         ErrorCode::CalcBusy,
+        ErrorCode::RoomLimit,
+        ErrorCode::RoomBusy,
     ];
 
     /// The wire name, also used as a metrics label.
@@ -179,6 +188,8 @@ impl ErrorCode {
             ErrorCode::InvalidName => "invalid_name",
             ErrorCode::InvalidRoom => "invalid_room",
             ErrorCode::CalcBusy => "calc_busy",
+            ErrorCode::RoomLimit => "room_limit",
+            ErrorCode::RoomBusy => "room_busy",
         }
     }
 }

@@ -45,6 +45,42 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_ROOM_IDLE_SECS", default_value_t = 60)]
     pub room_idle_secs: u64,
 
+    /// Most rooms at once. A `join` that would create another is answered
+    /// `room_limit`; a connect that would, HTTP 503 before the upgrade.
+    #[arg(long, env = "ACTORCHAT_MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: usize,
+
+    /// Chat messages waiting in one room's inbox before further chat to
+    /// that room is answered `room_busy` and not broadcast.
+    #[arg(long, env = "ACTORCHAT_ROOM_INBOX", default_value_t = 4096)]
+    pub room_inbox: usize,
+
+    /// Sustained `join` frames per second per connection (token bucket rate;
+    /// the joins also count against `--rate-per-sec`).
+    #[arg(long, env = "ACTORCHAT_JOIN_RATE_PER_SEC", default_value_t = 2)]
+    pub join_rate_per_sec: u32,
+
+    /// `join` frames a connection may send in a burst (token bucket size).
+    #[arg(long, env = "ACTORCHAT_JOIN_BURST", default_value_t = 5)]
+    pub join_burst: u32,
+
+    /// Origins whose pages may open a WebSocket, comma-separated; a port of
+    /// `*` matches any port, and `*` alone allows every origin. The origin
+    /// that matches the request's own `Host` is always allowed, and so is a
+    /// request without an `Origin` header (not a browser).
+    #[arg(
+        long,
+        env = "ACTORCHAT_ALLOWED_ORIGINS",
+        default_value = "http://localhost:*,http://127.0.0.1:*"
+    )]
+    pub allowed_origins: String,
+
+    /// Milliseconds to wait before restarting a failed top-level actor (the
+    /// room registry or the calculation scheduler); `/readyz` answers 503
+    /// until it is back. A pause keeps a crash loop from spinning a core.
+    #[arg(long, env = "ACTORCHAT_RESTART_DELAY_MS", default_value_t = 100)]
+    pub restart_delay_ms: u64,
+
     /// Bytes reserved for each socket read. Small on purpose: an idle
     /// connection keeps this much allocated while it waits.
     #[arg(long, env = "ACTORCHAT_READ_BUFFER_BYTES", default_value_t = 512)]
@@ -140,22 +176,169 @@ pub struct Config {
     /// with exactly this text. Never set it in production.
     #[arg(long, env = "ACTORCHAT_DEBUG_PANIC_PHRASE", hide = true)]
     pub debug_panic_phrase: Option<String>,
+
+    /// Fault injection for tests: a room actor pauses for 500 ms (without
+    /// blocking a thread) when it receives a chat with exactly this text, so
+    /// its inbox fills. Never set it in production.
+    #[arg(long, env = "ACTORCHAT_DEBUG_PAUSE_PHRASE", hide = true)]
+    pub debug_pause_phrase: Option<String>,
 }
 
+/// A configuration value out of its range; the message names the flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag}: {reason}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub reason: String,
+}
+
+/// Longest duration any time flag accepts (one day): far beyond any sane
+/// setting, and far below where `Instant + Duration` could overflow.
+const MAX_DURATION_MS: u64 = 24 * 3600 * 1000;
+
 impl Config {
-    /// The defaults (environment variables included), listening on an
-    /// ephemeral loopback port: for tests and embedding.
+    /// The built-in defaults (ignoring `ACTORCHAT_*` environment variables,
+    /// so a developer's shell cannot change what a test sees), listening on
+    /// an ephemeral loopback port: for tests and embedding.
     pub fn for_tests() -> Result<Self, clap::Error> {
         #[derive(clap::Parser)]
         struct Defaults {
             #[command(flatten)]
             config: Config,
         }
-        let defaults = <Defaults as clap::Parser>::try_parse_from(["actorchat"])?;
+        let mut command = <Defaults as clap::CommandFactory>::command();
+        // Dropping each argument's `env` makes clap read only the defaults.
+        let ids: Vec<clap::Id> = command
+            .get_arguments()
+            .map(|a| a.get_id().clone())
+            .collect();
+        for id in ids {
+            command = command.mut_arg(id, |arg| arg.env(None::<&str>));
+        }
+        let matches = command.try_get_matches_from(["actorchat"])?;
+        let defaults = <Defaults as clap::FromArgMatches>::from_arg_matches(&matches)?;
         Ok(Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..defaults.config
         })
+    }
+
+    /// Checks every value against its range, so a bad setting is a clear
+    /// message at start rather than a panic or a silent misbehaviour later.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn at_least<T: PartialOrd + std::fmt::Display>(
+            flag: &'static str,
+            value: T,
+            min: T,
+        ) -> Result<(), ConfigError> {
+            if value < min {
+                return Err(ConfigError {
+                    flag,
+                    reason: format!("must be at least {min}, got {value}"),
+                });
+            }
+            Ok(())
+        }
+        fn within<T: PartialOrd + std::fmt::Display>(
+            flag: &'static str,
+            value: T,
+            min: T,
+            max: T,
+        ) -> Result<(), ConfigError> {
+            if value < min || value > max {
+                return Err(ConfigError {
+                    flag,
+                    reason: format!("must be between {min} and {max}, got {value}"),
+                });
+            }
+            Ok(())
+        }
+        if let Some(n) = self.max_connections {
+            at_least("--max-connections", n, 1)?;
+        }
+        within(
+            "--max-frame-bytes",
+            self.max_frame_bytes,
+            64,
+            u32::MAX as usize,
+        )?;
+        at_least("--rate-per-sec", self.rate_per_sec, 1)?;
+        at_least("--rate-burst", self.rate_burst, 1)?;
+        at_least("--outbound-queue", self.outbound_queue, 1)?;
+        within(
+            "--presence-interval-ms",
+            self.presence_interval_ms,
+            1,
+            60_000,
+        )?;
+        within(
+            "--room-idle-secs",
+            self.room_idle_secs,
+            0,
+            MAX_DURATION_MS / 1000,
+        )?;
+        at_least("--max-rooms", self.max_rooms, 1)?;
+        at_least("--room-inbox", self.room_inbox, 1)?;
+        at_least("--join-rate-per-sec", self.join_rate_per_sec, 1)?;
+        at_least("--join-burst", self.join_burst, 1)?;
+        crate::origin::AllowedOrigins::parse(&self.allowed_origins).map_err(|reason| {
+            ConfigError {
+                flag: "--allowed-origins",
+                reason,
+            }
+        })?;
+        within(
+            "--restart-delay-ms",
+            self.restart_delay_ms,
+            0,
+            MAX_DURATION_MS,
+        )?;
+        // The ranges clap checks at parse time, again for configs built in
+        // code, plus the one relation between two of them.
+        within("--header-timeout-secs", self.header_timeout_secs, 1, 3600)?;
+        within(
+            "--max-pending-connections",
+            self.max_pending_connections,
+            1,
+            1_000_000,
+        )?;
+        within("--ping-interval-secs", self.ping_interval_secs, 1, 86_400)?;
+        within("--idle-timeout-secs", self.idle_timeout_secs, 2, 86_400)?;
+        if self.idle_timeout_secs <= self.ping_interval_secs {
+            return Err(ConfigError {
+                flag: "--idle-timeout-secs",
+                reason: format!(
+                    "must exceed --ping-interval-secs ({}), or a quiet but live client is closed before it is pinged; got {}",
+                    self.ping_interval_secs, self.idle_timeout_secs
+                ),
+            });
+        }
+        within("--frame-timeout-secs", self.frame_timeout_secs, 1, 3600)?;
+        within("--read-buffer-bytes", self.read_buffer_bytes, 16, 1 << 20)?;
+        within("--write-buffer-bytes", self.write_buffer_bytes, 1, 1 << 24)?;
+        within(
+            "--shutdown-grace-secs",
+            self.shutdown_grace_secs,
+            0,
+            MAX_DURATION_MS / 1000,
+        )?;
+        if let Some(n) = self.calc_workers {
+            within("--calc-workers", n, 1, 1024)?;
+        }
+        within(
+            "--calc-timeout-ms",
+            self.calc_timeout_ms,
+            1,
+            MAX_DURATION_MS,
+        )?;
+        at_least("--calc-max-bytes", self.calc_max_bytes, 1)?;
+        at_least("--calc-budget-bytes", self.calc_budget_bytes, 1)?;
+        at_least("--calc-display-digits", self.calc_display_digits, 1)?;
+        Ok(())
+    }
+
+    pub fn restart_delay(&self) -> Duration {
+        Duration::from_millis(self.restart_delay_ms)
     }
 
     pub fn presence_interval(&self) -> Duration {
@@ -187,5 +370,74 @@ impl Config {
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
             cores.saturating_sub(1).max(1)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        Config::for_tests().unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_name_their_flag() {
+        type Break = fn(&mut Config);
+        let cases: [(&str, Break); 7] = [
+            ("--idle-timeout-secs", |c| {
+                c.idle_timeout_secs = c.ping_interval_secs
+            }),
+            ("--calc-timeout-ms", |c| c.calc_timeout_ms = u64::MAX),
+            ("--calc-timeout-ms", |c| c.calc_timeout_ms = 0),
+            ("--max-rooms", |c| c.max_rooms = 0),
+            ("--room-inbox", |c| c.room_inbox = 0),
+            ("--presence-interval-ms", |c| {
+                c.presence_interval_ms = u64::MAX
+            }),
+            ("--allowed-origins", |c| {
+                c.allowed_origins = "example.com".into()
+            }),
+        ];
+        for (flag, break_it) in cases {
+            let mut config = Config::for_tests().unwrap();
+            break_it(&mut config);
+            let e = config.validate().unwrap_err();
+            assert_eq!(e.flag, flag);
+            assert!(e.to_string().starts_with(flag), "{e}");
+        }
+    }
+
+    /// Run in a child process (see below) with an `ACTORCHAT_*` variable
+    /// set; does nothing when run directly.
+    #[test]
+    fn child_for_tests_ignores_the_environment() {
+        if std::env::var_os("ACTORCHAT_RATE_PER_SEC").is_none() {
+            return;
+        }
+        let config = Config::for_tests().unwrap();
+        assert_eq!(
+            config.rate_per_sec, 20,
+            "for_tests read ACTORCHAT_RATE_PER_SEC"
+        );
+    }
+
+    /// Setting a variable in this process would race the other tests'
+    /// threads, so the check runs in a child process of this test binary.
+    #[test]
+    fn for_tests_does_not_read_actorchat_variables() {
+        let exe = std::env::current_exe().unwrap();
+        let status = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "config::tests::child_for_tests_ignores_the_environment",
+                "--quiet",
+            ])
+            .env("ACTORCHAT_RATE_PER_SEC", "7")
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 }

@@ -10,7 +10,10 @@
 //!
 //! Inbound: every text frame passes the token bucket, then the decoder
 //! ([`actorchat_protocol::decode_client_frame`]), then is routed: `chat` to
-//! the room, `ping` answered here, `set_name` and `join` change the session.
+//! the room (through the calculation hold-back, [`crate::calc::holdback`],
+//! and the room's inbox bound), `ping` answered here, `set_name` and `join`
+//! change the session (`join` has its own token bucket: every join may
+//! create a room and passes through the one registry actor).
 //! Bad input gets an `error` frame to this client only and the connection
 //! stays usable; binary frames, oversize frames and sustained abuse close it.
 //!
@@ -18,31 +21,30 @@
 //! into one buffer, so a busy connection makes one write per batch rather
 //! than one per frame.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use actorchat_calc::Parsed;
 use actorchat_protocol::{
-    CalcResult, CalcStatus, ClientFrame, ErrorCode, Pong, ServerFrame, close_code,
-    decode_client_frame,
+    CalcResult, ClientFrame, ErrorCode, Pong, ServerFrame, close_code, decode_client_frame,
 };
 use bytes::Bytes;
-use ractor::ActorRef;
 use ractor::rpc::CallResult;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use crate::calc::{CancelFlag, CancelOnDrop, SchedulerMsg, Work, result_without_value};
+use crate::calc::holdback::{
+    Calculations, Chat, HoldBack, HoldBackFull, MAX_HELD, Release, Submitted,
+};
+use crate::calc::{SchedulerMsg, Work};
 use crate::clock::unix_millis;
+use crate::identity::SessionId;
 use crate::mailbox::{Delivery, Kick, Mailbox, mailbox};
 use crate::rate_limit::TokenBucket;
-use crate::registry::RegistryMsg;
-use crate::room::RoomMsg;
+use crate::registry::{LookupError, lookup};
+use crate::room::{ChatIn, ChatRefused, RoomHandle, RoomMsg};
 use crate::server::AppState;
-use crate::session::SessionId;
 use crate::websocket::frame::FrameError;
 use crate::websocket::{self, Closing, DecodeError, Incoming, ReadError, Reader, Writer};
 
@@ -50,15 +52,16 @@ use crate::websocket::{self, Closing, DecodeError, Incoming, ReadError, Reader, 
 /// not reading; the connection is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the registry or a room to answer a join.
-const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries to join before giving up with 1011; the pauses between them
+/// (20, 40, 80, 160, 320 ms) span a room's or the registry's restart.
+const JOIN_ATTEMPTS: u32 = 6;
 /// Invalid frames tolerated per [`STRIKE_WINDOW`] before closing with 1008.
 const MAX_STRIKES: u32 = 30;
 const STRIKE_WINDOW: Duration = Duration::from_secs(10);
 /// At most one `rate_limited` error per this interval, so a flood is not
 /// answered by a flood.
 const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(1);
-/// Messages held behind a running calculation before `calc_busy`.
-const MAX_HELD: usize = 16;
 
 /// Why a connection ended, and what (if anything) to tell the peer.
 #[derive(Debug)]
@@ -82,51 +85,61 @@ struct Session {
     peer: SocketAddr,
     name: String,
     room_name: String,
-    room: ActorRef<RoomMsg>,
+    room: RoomHandle,
     mailbox: Mailbox,
     bucket: TokenBucket,
+    /// `join` frames only (each may create a room). Made at the first join,
+    /// full: most connections never join, and an idle one carries 8 bytes
+    /// for it instead of 40.
+    join_bucket: Option<Box<TokenBucket>>,
     strikes: u32,
     strike_window_start: Instant,
     last_rate_notice: Option<Instant>,
-    /// This client's calculation in progress, if any.
-    pending_calc: Option<PendingCalc>,
-    /// Chat this client sent while its calculation runs, broadcast after it
-    /// in order; at most [`MAX_HELD`].
-    held: VecDeque<Chat>,
+    /// This client's calculation in progress and the chat held behind it.
+    holdback: HoldBack<RoomHandle>,
     /// When anything (a frame of any kind, pongs included) last arrived:
     /// the keepalive pings after `ping_interval` of silence and closes after
     /// `idle_timeout`.
     last_inbound: Instant,
 }
 
-/// A chat message as the client sent it (validated).
-struct Chat {
-    text: String,
-    client_id: Option<String>,
-    sent_at: Option<u64>,
+/// Why joining a room failed.
+#[derive(Debug)]
+enum JoinError {
+    /// The room does not exist and the server has its most rooms.
+    RoomLimit(usize),
+    /// The registry or the room did not answer, through every retry.
+    Unavailable,
 }
 
-/// A calculation this connection waits for. Dropping it (the connection
-/// ends) cancels the calculation.
-struct PendingCalc {
-    chat: Chat,
-    result: oneshot::Receiver<CalcResult>,
-    _cancel: CancelOnDrop,
+/// What the upgrade decided for a new session: who it is and where it
+/// goes (the room already looked up, so a room limit was a plain 503).
+pub(crate) struct Admitted {
+    pub id: SessionId,
+    pub peer: SocketAddr,
+    pub name: String,
+    pub room: String,
+    pub found: RoomHandle,
 }
 
 /// Runs one WebSocket session to its end.
-pub async fn run(
+pub(crate) async fn run(
     mut reader: Reader,
     mut writer: Writer,
     state: Arc<AppState>,
-    id: SessionId,
-    peer: SocketAddr,
-    name: String,
-    room: String,
+    admitted: Admitted,
 ) {
+    let Admitted {
+        id,
+        peer,
+        name,
+        room,
+        found,
+    } = admitted;
     state.metrics.connections.fetch_add(1, Relaxed);
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
-    let exit = match Box::pin(join_room(&state, id, &name, &room)).await {
+    let joined = Box::pin(join_room(&state, id, &name, &room, Some(found))).await;
+    let exit = match joined.map_err(|e| join_failed(id, &room, e)) {
         Ok((room_ref, mailbox)) => {
             debug!(session = id, %peer, name = %name, room = %room, "session started");
             let now = Instant::now();
@@ -138,16 +151,16 @@ pub async fn run(
                 room: room_ref,
                 mailbox,
                 bucket: TokenBucket::new(state.config.rate_per_sec, state.config.rate_burst, now),
+                join_bucket: None,
                 strikes: 0,
                 strike_window_start: now,
                 last_rate_notice: None,
-                pending_calc: None,
-                held: VecDeque::new(),
+                holdback: HoldBack::default(),
                 last_inbound: now,
             };
             let exit = session.run(&state, &mut reader, &mut writer).await;
-            let _ = session.room.cast(RoomMsg::Leave { session: id });
-            let queued = session.mailbox.len() as i64;
+            session.room.cast(RoomMsg::Leave { session: id });
+            let queued = session.mailbox.close() as i64;
             state
                 .metrics
                 .outbound_queue_depth
@@ -163,34 +176,33 @@ pub async fn run(
     state.metrics.connections.fetch_sub(1, Relaxed);
 }
 
-/// Finds (or creates) the room and joins it with a fresh mailbox. Retries a
-/// few times because the room may stop (idle) or crash between lookup and join.
+/// Finds (or creates) the room and joins it with a fresh mailbox. `found`
+/// is a handle already looked up (the upgrade checks the room before it
+/// accepts). Retries with growing pauses, because the room may stop (idle)
+/// or crash between lookup and join, and the registry may be restarting.
 async fn join_room(
     state: &AppState,
     id: SessionId,
     name: &str,
     room: &str,
-) -> Result<(ActorRef<RoomMsg>, Mailbox), Exit> {
-    for attempt in 0..3u64 {
+    mut found: Option<RoomHandle>,
+) -> Result<(RoomHandle, Mailbox), JoinError> {
+    for attempt in 0..JOIN_ATTEMPTS {
         if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+            tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
         }
-        let lookup = state
-            .registry
-            .call(
-                |reply| RegistryMsg::Lookup {
-                    room: room.to_owned(),
-                    reply,
-                },
-                Some(JOIN_TIMEOUT),
-            )
-            .await;
-        let Ok(CallResult::Success(room_ref)) = lookup else {
-            continue;
+        let handle = match found.take() {
+            Some(handle) => handle,
+            None => match lookup(&state.actors.registry, room, JOIN_TIMEOUT).await {
+                Ok(handle) => handle,
+                Err(LookupError::RoomLimit { max }) => return Err(JoinError::RoomLimit(max)),
+                Err(_) => continue,
+            },
         };
         let (member, mailbox) =
             mailbox(state.config.outbound_queue, state.config.write_buffer_bytes);
-        let joined = room_ref
+        let joined = handle
+            .actor
             .call(
                 |reply| RoomMsg::Join {
                     session: id,
@@ -202,17 +214,71 @@ async fn join_room(
             )
             .await;
         if let Ok(CallResult::Success(())) = joined {
-            return Ok((room_ref, mailbox));
+            return Ok((handle, mailbox));
+        }
+        // The welcome may have been queued (and counted) before the room
+        // died; the fresh mailbox is dropped here.
+        let stale = mailbox.close() as i64;
+        state.metrics.outbound_queue_depth.fetch_sub(stale, Relaxed);
+    }
+    Err(JoinError::Unavailable)
+}
+
+/// A join that failed for good ends the connection (1011); a room limit is
+/// answered before the upgrade or with an `error` frame instead.
+fn join_failed(id: SessionId, room: &str, e: JoinError) -> Exit {
+    match e {
+        JoinError::RoomLimit(max) => {
+            warn!(
+                session = id,
+                room,
+                max_rooms = max,
+                "room limit reached while rejoining; closing"
+            );
+            Exit::close(
+                close_code::TRY_AGAIN_LATER,
+                "The server has its most rooms; try again later.",
+            )
+        }
+        JoinError::Unavailable => {
+            warn!(
+                session = id,
+                room, "could not join room: the registry or the room did not answer; closing"
+            );
+            Exit::close(
+                close_code::INTERNAL_ERROR,
+                "The room is unavailable; try again.",
+            )
         }
     }
-    warn!(
-        session = id,
-        room, "could not join room: the registry or the room did not answer; closing"
-    );
-    Err(Exit::close(
-        close_code::INTERNAL_ERROR,
-        "The room is unavailable; try again.",
-    ))
+}
+
+/// Submits calculations to whichever scheduler is running now.
+struct Scheduler<'a>(&'a AppState, SessionId);
+
+impl Calculations for Scheduler<'_> {
+    fn submit(&mut self, expr: &str, work: Work) -> Submitted {
+        let (submitted, cancel, reply) = Submitted::channel();
+        let msg = SchedulerMsg::Submit {
+            expr: expr.to_owned(),
+            work,
+            cancel,
+            reply,
+        };
+        // If the scheduler is down, the reply sender is dropped with the
+        // message: the result resolves at once as closed, and the chat goes
+        // out with an `error` calc.
+        let sent = self
+            .0
+            .actors
+            .calc
+            .get()
+            .is_some_and(|calc| calc.cast(msg).is_ok());
+        if !sent {
+            warn!(session = self.1, "calculation scheduler unavailable");
+        }
+        submitted
+    }
 }
 
 impl Session {
@@ -235,7 +301,7 @@ impl Session {
             tokio::select! {
                 biased;
                 () = &mut shutdown => return going_away(),
-                result = calc_result(&mut self.pending_calc) => self.on_calc_result(state, result),
+                result = self.holdback.result() => self.on_calc_result(state, result),
                 delivery = self.mailbox.recv() => match delivery {
                     Delivery::Frames(frames) => {
                         let write = write_batch(tx, &frames, state);
@@ -402,21 +468,21 @@ impl Session {
                     client_id,
                     sent_at,
                 };
-                if self.pending_calc.is_none() {
-                    self.send_chat(state, chat);
-                    return None;
+                let pushed =
+                    self.holdback
+                        .push(self.room.clone(), chat, &mut Scheduler(state, self.id));
+                match pushed {
+                    Ok(Some(release)) => self.send_now(state, tx, release).await,
+                    Ok(None) => None,
+                    Err(HoldBackFull) => {
+                        state.metrics.error(ErrorCode::CalcBusy);
+                        let message = format!(
+                            "Your calculation is still running and {MAX_HELD} messages already wait behind it; this one was not sent."
+                        );
+                        self.reply(state, tx, &ServerFrame::error(ErrorCode::CalcBusy, message))
+                            .await
+                    }
                 }
-                if self.held.len() >= MAX_HELD {
-                    state.metrics.error(ErrorCode::CalcBusy);
-                    let message = format!(
-                        "Your calculation is still running and {MAX_HELD} messages already wait behind it; this one was not sent."
-                    );
-                    return self
-                        .reply(state, tx, &ServerFrame::error(ErrorCode::CalcBusy, message))
-                        .await;
-                }
-                self.held.push_back(chat);
-                None
             }
             ClientFrame::Ping { nonce } => {
                 let pong = ServerFrame::Pong(Pong {
@@ -434,111 +500,160 @@ impl Session {
                 });
                 None
             }
-            ClientFrame::Join { room } => {
-                // A join to the room the session is already in changes
-                // nothing: leaving and re-joining would announce a false
-                // leave + join to everyone and send a second welcome.
-                if room == self.room_name {
-                    debug!(session = self.id, room = %room, "join to the current room ignored");
-                    return None;
-                }
-                self.cast(RoomMsg::Leave { session: self.id });
-                self.room_name = room;
-                self.rejoin(state).await.err()
-            }
+            ClientFrame::Join { room } => self.join(state, tx, room).await,
         }
     }
 
-    /// Sends a chat to the room, or, when its text is a calculation, to the
-    /// scheduler first (the room gets it once the result is in).
-    fn send_chat(&mut self, state: &AppState, chat: Chat) {
-        let work = match actorchat_calc::parse(&chat.text) {
-            Parsed::NotACalculation => {
-                let Chat {
-                    text,
-                    client_id,
-                    sent_at,
-                } = chat;
-                self.cast(RoomMsg::Chat {
-                    session: self.id,
-                    text,
-                    client_id,
-                    sent_at,
-                    calc: None,
-                });
-                return;
-            }
-            Parsed::Calc(request) => Work::Run(request),
-            Parsed::TooLarge(rejection) => Work::Refused(rejection),
-        };
-        let cancel = Arc::new(CancelFlag::default());
-        let (reply, result) = oneshot::channel();
-        let submit = SchedulerMsg::Submit {
-            expr: chat.text.clone(),
-            work,
-            cancel: cancel.clone(),
-            reply,
-        };
-        if state.calc.cast(submit).is_err() {
-            warn!(session = self.id, "calculation scheduler unavailable");
+    /// Moves to another room: joins it first (so a refusal leaves the
+    /// client where it was), then leaves the old one. A pending calculation
+    /// and the messages held behind it stay addressed to the old room.
+    async fn join(&mut self, state: &AppState, tx: &mut Writer, room: String) -> Option<Exit> {
+        // A join to the room the session is already in changes nothing:
+        // leaving and re-joining would announce a false leave + join to
+        // everyone and send a second welcome.
+        if room == self.room_name {
+            debug!(session = self.id, room = %room, "join to the current room ignored");
+            return None;
         }
-        // If the cast failed, `result` resolves at once as closed and the
-        // chat goes out with an `error` calc.
-        self.pending_calc = Some(PendingCalc {
-            chat,
-            result,
-            _cancel: CancelOnDrop(cancel),
+        let now = Instant::now();
+        let bucket = self.join_bucket.get_or_insert_with(|| {
+            Box::new(TokenBucket::new(
+                state.config.join_rate_per_sec,
+                state.config.join_burst,
+                now,
+            ))
         });
+        if !bucket.try_take(now) {
+            let wait = bucket.wait();
+            state.metrics.error(ErrorCode::RateLimited);
+            state.metrics.joins_rate_limited.fetch_add(1, Relaxed);
+            warn!(session = self.id, peer = %self.peer, room = %room, "join rate limited");
+            let message = format!(
+                "Slow down: at most {} room changes per second (bursts of {}); this join was not made. Next one accepted in {} ms.",
+                state.config.join_rate_per_sec,
+                state.config.join_burst,
+                wait.as_millis()
+            );
+            return self
+                .reply(
+                    state,
+                    tx,
+                    &ServerFrame::error(ErrorCode::RateLimited, message),
+                )
+                .await;
+        }
+        match Box::pin(join_room(state, self.id, &self.name, &room, None)).await {
+            Ok((handle, mailbox)) => {
+                self.cast(RoomMsg::Leave { session: self.id });
+                self.replace_room(state, handle, mailbox);
+                self.room_name = room;
+                None
+            }
+            Err(JoinError::RoomLimit(max)) => {
+                state.metrics.error(ErrorCode::RoomLimit);
+                let message = format!(
+                    "The server already has its most rooms ({max}), so {room} cannot be created; you are still in {}.",
+                    self.room_name
+                );
+                self.reply(
+                    state,
+                    tx,
+                    &ServerFrame::error(ErrorCode::RoomLimit, message),
+                )
+                .await
+            }
+            Err(e) => Some(join_failed(self.id, &room, e)),
+        }
     }
 
-    /// The calculation is done: broadcast its message, then what was held
-    /// behind it, until the next calculation (if any) is pending again.
+    /// Sends a chat that is due now (nothing held before it) to its room,
+    /// unless the room's inbox is full.
+    async fn send_now(
+        &mut self,
+        state: &AppState,
+        tx: &mut Writer,
+        release: Release<RoomHandle>,
+    ) -> Option<Exit> {
+        let Release { room, chat, calc } = release;
+        let msg = ChatIn {
+            session: self.id,
+            departed_name: None,
+            text: chat.text,
+            client_id: chat.client_id,
+            sent_at: chat.sent_at,
+            calc,
+        };
+        match room.chat(msg, Some(state.config.room_inbox)) {
+            Ok(()) => None,
+            Err(ChatRefused::Busy) => {
+                state.metrics.error(ErrorCode::RoomBusy);
+                state.metrics.room_busy_refusals.fetch_add(1, Relaxed);
+                warn!(session = self.id, room = %self.room_name, limit = state.config.room_inbox, "room inbox full; chat refused with room_busy");
+                let message = format!(
+                    "The room {} is overloaded ({} messages waiting); your message was not sent. Try again shortly.",
+                    self.room_name, state.config.room_inbox
+                );
+                self.reply(state, tx, &ServerFrame::error(ErrorCode::RoomBusy, message))
+                    .await
+            }
+            Err(ChatRefused::Gone) => {
+                debug!(session = self.id, room = %self.room_name, "room gone; message dropped");
+                None
+            }
+        }
+    }
+
+    /// The calculation is done: its message, then what was held behind it,
+    /// each to the room it was written in. These were admitted when sent,
+    /// so the inbox bound does not refuse them (they still count in it).
     fn on_calc_result(
         &mut self,
         state: &AppState,
         result: Result<CalcResult, oneshot::error::RecvError>,
     ) {
-        let Some(pending) = self.pending_calc.take() else {
-            return;
-        };
-        let calc = result.unwrap_or_else(|_| lost_calc(&pending.chat.text));
-        let Chat {
-            text,
-            client_id,
-            sent_at,
-        } = pending.chat;
-        self.cast(RoomMsg::Chat {
-            session: self.id,
-            text,
-            client_id,
-            sent_at,
-            calc: Some(calc),
-        });
-        while self.pending_calc.is_none() {
-            let Some(chat) = self.held.pop_front() else {
-                break;
+        let releases = self
+            .holdback
+            .on_result(result, &mut Scheduler(state, self.id));
+        for Release { room, chat, calc } in releases {
+            let msg = ChatIn {
+                session: self.id,
+                // Used only if the client has left that room meanwhile.
+                departed_name: Some(self.name.clone()),
+                text: chat.text,
+                client_id: chat.client_id,
+                sent_at: chat.sent_at,
+                calc,
             };
-            self.send_chat(state, chat);
+            if room.chat(msg, None).is_err() {
+                debug!(session = self.id, "room gone; held message dropped");
+            }
         }
     }
 
     /// Sends to the current room. A dead room is noticed through the mailbox
     /// closing, which triggers a rejoin; the message itself is lost with it.
     fn cast(&self, msg: RoomMsg) {
-        if self.room.cast(msg).is_err() {
+        if !self.room.cast(msg) {
             debug!(session = self.id, room = %self.room_name, "room gone; message dropped");
         }
     }
 
-    /// (Re)joins `self.room_name` with a fresh mailbox; the room queues a
-    /// new `welcome` as the first frame.
-    async fn rejoin(&mut self, state: &AppState) -> Result<(), Exit> {
-        let stale = self.mailbox.len() as i64;
+    /// Swaps in a new room and mailbox; frames still queued in the old
+    /// mailbox are discarded (and uncounted) under its lock, so the depth
+    /// gauge stays exact even if the old room offers more meanwhile.
+    fn replace_room(&mut self, state: &AppState, room: RoomHandle, mailbox: Mailbox) {
+        let old = std::mem::replace(&mut self.mailbox, mailbox);
+        let stale = old.close() as i64;
         state.metrics.outbound_queue_depth.fetch_sub(stale, Relaxed);
-        let (room, mailbox) =
-            Box::pin(join_room(state, self.id, &self.name, &self.room_name)).await?;
         self.room = room;
-        self.mailbox = mailbox;
+    }
+
+    /// Rejoins `self.room_name` after its room died, with a fresh mailbox;
+    /// the room queues a new `welcome` as the first frame.
+    async fn rejoin(&mut self, state: &AppState) -> Result<(), Exit> {
+        let joined = Box::pin(join_room(state, self.id, &self.name, &self.room_name, None)).await;
+        let (room, mailbox) = joined.map_err(|e| join_failed(self.id, &self.room_name, e))?;
+        self.replace_room(state, room, mailbox);
         Ok(())
     }
 
@@ -593,27 +708,6 @@ fn keepalive_tick(deadline: Instant, ping_interval: Duration) -> tokio::time::In
 /// The server is shutting down.
 fn going_away() -> Exit {
     Exit::close(close_code::GOING_AWAY, "The server is shutting down.")
-}
-
-/// Resolves with the pending calculation's result; never, if there is none.
-async fn calc_result(
-    pending: &mut Option<PendingCalc>,
-) -> Result<CalcResult, oneshot::error::RecvError> {
-    match pending {
-        Some(p) => (&mut p.result).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The result when the scheduler dropped a request (it stopped or failed).
-fn lost_calc(expr: &str) -> CalcResult {
-    result_without_value(
-        String::new(),
-        expr.to_owned(),
-        CalcStatus::Error,
-        Duration::ZERO,
-        "The calculation service is unavailable; try again.",
-    )
 }
 
 /// Writes a batch of frames with one call (more only if the socket takes it

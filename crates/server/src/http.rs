@@ -1,5 +1,9 @@
-//! HTTP routes: the WebSocket upgrade, health, metrics, and the embedded
-//! web client.
+//! HTTP routes: the WebSocket upgrade, health and readiness, metrics, and
+//! the embedded web client.
+//!
+//! `/healthz` is liveness (the process answers HTTP); `/readyz` is
+//! readiness: 503 with the reasons while a top-level actor is down or
+//! restarting, or while the server shuts down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,7 +11,7 @@ use std::sync::Arc;
 use actorchat_protocol::{validate_name, validate_room};
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -15,9 +19,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use tracing::warn;
 
 use crate::assets;
-use crate::connection;
+use crate::connection::{self, Admitted, JOIN_TIMEOUT};
+use crate::identity::default_name;
+use crate::registry::{LookupError, lookup};
 use crate::server::AppState;
-use crate::session::default_name;
 use crate::websocket::{Settings, Upgrade};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -25,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ws", get(websocket))
         .route("/hello", get(|| async { "Hello, World!" }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/test.html", get(assets::test_page))
         .route("/calc/{id}", get(calc_result))
@@ -38,14 +44,29 @@ struct JoinQuery {
     room: Option<String>,
 }
 
-/// Upgrades to a WebSocket after checking the query and the connection limit,
-/// so a refusal is a plain HTTP answer (400 or 503) with a readable reason.
+/// Upgrades to a WebSocket after checking the origin, the query, the
+/// connection limit and the room, so a refusal is a plain HTTP answer (403,
+/// 400 or 503) with a readable reason.
 async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     query: Query<JoinQuery>,
     upgrade: Upgrade,
 ) -> Response {
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Err(reason) = state.origins.check(origin, host) {
+        state.metrics.origin_refusals.fetch_add(1, Relaxed);
+        warn!(%peer, origin = origin.unwrap_or(""), host = host.unwrap_or(""), %reason, "cross-origin upgrade refused with 403");
+        return (
+            StatusCode::FORBIDDEN,
+            format!("WebSocket refused: {reason}."),
+        )
+            .into_response();
+    }
     let room = query.room.as_deref().unwrap_or("lobby");
     if let Err(reason) = validate_room(room) {
         return (StatusCode::BAD_REQUEST, reason).into_response();
@@ -76,6 +97,31 @@ async fn websocket(
         )
             .into_response();
     }
+    // The room is found (or created) before the upgrade, so that a room
+    // limit or a registry that is restarting is a plain 503.
+    let found = match lookup(&state.actors.registry, room, JOIN_TIMEOUT).await {
+        Ok(found) => found,
+        Err(e) => {
+            let body = match e {
+                LookupError::RoomLimit { max } => {
+                    format!(
+                        "The server already has its most rooms ({max}); join an existing room or try again later."
+                    )
+                }
+                LookupError::SpawnFailed | LookupError::Unavailable => {
+                    "The server is not ready (its room registry is restarting); try again shortly."
+                        .to_owned()
+                }
+            };
+            warn!(%peer, room, error = %e, "upgrade refused with 503");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                body,
+            )
+                .into_response();
+        }
+    };
     let id = state.sessions.next();
     let name = name.unwrap_or_else(|| default_name(id));
     let room = room.to_owned();
@@ -86,9 +132,28 @@ async fn websocket(
     };
     let tracker = state.connections.clone();
     upgrade.on_upgrade(&tracker, settings, move |reader, writer| async move {
-        connection::run(reader, writer, state, id, peer, name, room).await;
+        let admitted = Admitted {
+            id,
+            peer,
+            name,
+            room,
+            found,
+        };
+        connection::run(reader, writer, state, admitted).await;
         drop(permit);
     })
+}
+
+/// 200 `ready`, or 503 with one line per reason.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let mut problems = state.actors.readiness.problems();
+    if state.shutdown.is_cancelled() {
+        problems.push("the server is shutting down".to_owned());
+    }
+    if problems.is_empty() {
+        return "ready".into_response();
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, problems.join("\n")).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
@@ -97,7 +162,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics.render_off_runtime().await,
     )
 }
 

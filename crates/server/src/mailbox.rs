@@ -218,21 +218,32 @@ impl Mailbox {
     }
 
     /// Frames waiting.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.shared.lock().queue.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-impl Drop for Mailbox {
-    fn drop(&mut self) {
+impl Mailbox {
+    /// Refuses every later offer and discards what is queued; returns how
+    /// many frames were discarded. Both under one lock, so the count is
+    /// exact: nothing can be queued after it.
+    pub fn close(&self) -> usize {
         let mut state = self.shared.lock();
         state.mailbox_dropped = true;
         // Frees the frames now rather than when the room next offers one.
-        state.queue = VecDeque::new();
+        std::mem::take(&mut state.queue).len()
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -322,6 +333,16 @@ mod tests {
         drop(member);
         assert_eq!(mailbox.recv().await, frames(&["a"]));
         assert_eq!(mailbox.recv().await, Delivery::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_closed_mailbox_reports_what_it_discarded_and_takes_no_more() {
+        let (member, mailbox) = mailbox(4, 1024);
+        member.offer(&frame("a")).unwrap();
+        member.offer(&frame("b")).unwrap();
+        assert_eq!(mailbox.close(), 2);
+        assert_eq!(member.offer(&frame("c")), Err(Undeliverable::Gone));
+        assert_eq!(mailbox.close(), 0);
     }
 
     #[tokio::test]

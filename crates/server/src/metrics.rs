@@ -3,11 +3,21 @@
 //! Plain atomics in one struct per server (not a global registry) so that
 //! several servers in one test process keep separate counts, and so that the
 //! hot path (a delivery) costs one relaxed atomic add and nothing else.
+//!
+//! Rendering reads `/proc` (the open-descriptor count lists one entry per
+//! connection), so `/metrics` renders on a blocking thread
+//! ([`Metrics::render_off_runtime`]), never on a Tokio worker.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use actorchat_protocol::ErrorCode;
+use ractor::ActorId;
+
+use crate::room::RoomInbox;
+use crate::supervisor::TopLevel;
 
 /// Counters and gauges shared by every actor of one server.
 #[derive(Debug, Default)]
@@ -22,6 +32,18 @@ pub struct Metrics {
     pub rooms: AtomicI64,
     /// Room actors restarted after a panic.
     pub room_restarts: AtomicU64,
+    /// Lookups refused because `max_rooms` rooms exist (joins and connects).
+    pub room_limit_refusals: AtomicU64,
+    /// Every room's inbox counter, for the deepest-inbox gauge.
+    pub room_inboxes: RoomInboxes,
+    /// Chat refused with `room_busy` because the room's inbox was full.
+    pub room_busy_refusals: AtomicU64,
+    /// Top-level actors (registry, scheduler) restarted, by [`TopLevel`].
+    actor_restarts: [AtomicU64; TopLevel::ALL.len()],
+    /// Upgrades refused with 403 by the origin check.
+    pub origin_refusals: AtomicU64,
+    /// `join` frames refused by the per-connection join rate.
+    pub joins_rate_limited: AtomicU64,
     /// Text frames received from clients.
     pub frames_in: AtomicU64,
     /// Frames written to clients.
@@ -208,7 +230,55 @@ impl Histogram {
     }
 }
 
+/// The inbox counter of every live room, keyed by room actor. Locked only
+/// when a room starts or stops (by the registry) and at a scrape: never on
+/// the chat path, which touches only the room's own atomic.
+#[derive(Debug, Default)]
+pub struct RoomInboxes(Mutex<HashMap<ActorId, Arc<RoomInbox>>>);
+
+impl RoomInboxes {
+    pub(crate) fn insert(&self, room: ActorId, inbox: Arc<RoomInbox>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(room, inbox);
+    }
+
+    pub(crate) fn remove(&self, room: ActorId) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&room);
+    }
+
+    /// The most chat messages waiting in any one room right now.
+    pub fn deepest(&self) -> usize {
+        let rooms = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        rooms.values().map(|inbox| inbox.depth()).max().unwrap_or(0)
+    }
+}
+
 impl Metrics {
+    pub(crate) fn actor_restart(&self, which: TopLevel) {
+        if let Some(i) = TopLevel::ALL.iter().position(|w| *w == which) {
+            self.actor_restarts[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// [`Metrics::render`] on a blocking thread: it reads `/proc`, at a cost
+    /// that grows with the number of open connections.
+    pub async fn render_off_runtime(self: &Arc<Self>) -> String {
+        let metrics = self.clone();
+        tokio::task::spawn_blocking(move || {
+            BLOCKING_RENDER.with(|flag| flag.set(true));
+            let text = metrics.render();
+            BLOCKING_RENDER.with(|flag| flag.set(false));
+            text
+        })
+        .await
+        .unwrap_or_else(|e| format!("# metrics rendering failed: {e}\n"))
+    }
+
     /// Counts one `error` frame sent to a client.
     pub fn error(&self, code: ErrorCode) {
         if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
@@ -220,7 +290,7 @@ impl Metrics {
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let gauges: [(&str, &str, i64); 5] = [
+        let gauges: [(&str, &str, i64); 6] = [
             (
                 "actorchat_connections",
                 "Open WebSocket connections.",
@@ -235,6 +305,11 @@ impl Metrics {
                 "actorchat_outbound_queue_depth",
                 "Frames waiting in outbound queues, summed over connections.",
                 self.outbound_queue_depth.load(Relaxed),
+            ),
+            (
+                "actorchat_room_inbox_deepest",
+                "Chat messages waiting in the fullest room inbox.",
+                i64::try_from(self.room_inboxes.deepest()).unwrap_or(i64::MAX),
             ),
             (
                 "actorchat_pending_connections",
@@ -261,6 +336,26 @@ impl Metrics {
                 "actorchat_room_restarts_total",
                 "Room actors restarted after a panic.",
                 &self.room_restarts,
+            ),
+            (
+                "actorchat_room_limit_refusals_total",
+                "Joins and connects refused because the server has its most rooms.",
+                &self.room_limit_refusals,
+            ),
+            (
+                "actorchat_room_busy_refusals_total",
+                "Chat messages refused because the room's inbox was full.",
+                &self.room_busy_refusals,
+            ),
+            (
+                "actorchat_joins_rate_limited_total",
+                "Join frames refused by the per-connection join rate.",
+                &self.joins_rate_limited,
+            ),
+            (
+                "actorchat_origin_refusals_total",
+                "WebSocket upgrades refused with 403 by the origin check.",
+                &self.origin_refusals,
             ),
             (
                 "actorchat_frames_in_total",
@@ -335,6 +430,20 @@ impl Metrics {
                 count.load(Relaxed)
             );
         }
+        header(
+            &mut out,
+            "actorchat_actor_restarts_total",
+            "counter",
+            "Top-level actors restarted by the root supervisor.",
+        );
+        for (which, count) in TopLevel::ALL.iter().zip(&self.actor_restarts) {
+            let _ = writeln!(
+                out,
+                "actorchat_actor_restarts_total{{actor=\"{}\"}} {}",
+                which.as_str(),
+                count.load(Relaxed)
+            );
+        }
         self.calc.render(&mut out);
         if let Some(rss) = resident_memory_bytes() {
             metric(
@@ -389,13 +498,38 @@ fn resident_memory_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+thread_local! {
+    /// Set while [`Metrics::render_off_runtime`] renders on a blocking thread.
+    static BLOCKING_RENDER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Lists `/proc/self/fd`: one system call per few dozen descriptors, so
+/// O(connections). Debug builds check it never runs on a Tokio worker.
 fn open_fds() -> i64 {
+    debug_assert!(
+        tokio::runtime::Handle::try_current().is_err() || BLOCKING_RENDER.with(|f| f.get()),
+        "/proc/self/fd listed on a Tokio worker thread; use render_off_runtime"
+    );
     std::fs::read_dir("/proc/self/fd").map_or(-1, |d| d.count() as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_scrape_renders_on_a_blocking_thread() {
+        let m = Arc::new(Metrics::default());
+        assert!(m.render_off_runtime().await.contains("process_open_fds "));
+    }
+
+    /// The guard that keeps `/proc/self/fd` off the workers does fire.
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    #[should_panic(expected = "Tokio worker")]
+    async fn rendering_on_a_worker_is_caught_in_debug_builds() {
+        Metrics::default().render();
+    }
 
     #[test]
     fn renders_every_family() {

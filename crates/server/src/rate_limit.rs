@@ -1,7 +1,9 @@
 //! Per-connection token bucket for inbound frames.
 //!
-//! Checked before a frame is even decoded, so a flood costs the server as
-//! little as possible. Time is passed in, which keeps the bucket a plain
+//! Checked once a WebSocket message has been read (and its UTF-8 checked)
+//! but before its JSON is parsed, so a flood costs the server as little as
+//! it can. A second bucket per connection limits `join` frames alone, since
+//! each may create a room and passes through the one registry actor. Time is passed in, which keeps the bucket a plain
 //! value that tests drive without sleeping.
 
 use std::time::{Duration, Instant};

@@ -7,6 +7,13 @@
 //! the same bytes to every member's mailbox ([`crate::mailbox`]), never
 //! waiting for any of them.
 //!
+//! The inbox is bounded: every chat cast to a room is counted in its
+//! [`RoomInbox`] (one atomic per room, incremented by the sender, decremented
+//! by the room when it handles the message). A connection whose chat would
+//! find more than `room_inbox` messages waiting answers its client
+//! `room_busy` instead of casting, so an overloaded room sheds load at its
+//! door instead of growing without bound.
+//!
 //! Presence is coalesced: joins, leaves and renames collect in
 //! [`Presence`] and go out as one `room_update` at most once per
 //! presence interval, so a burst of N joins costs each member a few frames,
@@ -14,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use actorchat_protocol::{
@@ -23,18 +30,17 @@ use actorchat_protocol::{
 };
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use crate::clock::unix_millis;
+use crate::identity::SessionId;
 use crate::mailbox::{Kick, MemberHandle, Undeliverable};
 use crate::metrics::Metrics;
-use crate::registry::RegistryMsg;
-use crate::session::SessionId;
 
 /// Most names in each list of one `room_update`; `num_participants` is
-/// always exact. Small on purpose: every member gets every update, and a
-/// connection's write buffer keeps the size of the largest frame it ever
-/// wrote, so in a big room long lists would cost memory on every connection.
+/// always exact. Small on purpose: every member gets every update, so in a
+/// big room long lists would multiply into every member's outbound queue and
+/// write batch.
 const MAX_NAMES_PER_UPDATE: usize = 50;
 
 /// Room size per base presence interval; see [`RoomState::presence_interval`].
@@ -52,9 +58,14 @@ pub enum RoomMsg {
     },
     /// Remove a member that left or disconnected.
     Leave { session: SessionId },
-    /// Broadcast a chat message from a member.
+    /// Broadcast a chat message from a member. Counted in the room's
+    /// [`RoomInbox`] by whoever casts it (see [`RoomHandle::chat`]).
     Chat {
         session: SessionId,
+        /// The sender's name if it is no longer a member: a calculation
+        /// result, or messages held behind it, that arrive after the sender
+        /// joined another room still go to the room they were written in.
+        departed_name: Option<String>,
         text: String,
         client_id: Option<String>,
         sent_at: Option<u64>,
@@ -68,23 +79,104 @@ pub enum RoomMsg {
     IdleCheck { generation: u64 },
 }
 
+/// Chat messages cast to a room and not yet handled by it.
+#[derive(Debug, Default)]
+pub(crate) struct RoomInbox(AtomicUsize);
+
+impl RoomInbox {
+    pub(crate) fn depth(&self) -> usize {
+        self.0.load(Relaxed)
+    }
+}
+
+/// What a connection holds of its room: the actor and its inbox counter.
+#[derive(Clone)]
+pub(crate) struct RoomHandle {
+    pub actor: ActorRef<RoomMsg>,
+    pub inbox: Arc<RoomInbox>,
+}
+
+/// Why a chat was not handed to the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChatRefused {
+    /// `limit` messages already wait in the room's inbox.
+    Busy,
+    /// The room actor has stopped.
+    Gone,
+}
+
+/// A chat as the room receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChatIn {
+    pub session: SessionId,
+    pub departed_name: Option<String>,
+    pub text: String,
+    pub client_id: Option<String>,
+    pub sent_at: Option<u64>,
+    pub calc: Option<CalcResult>,
+}
+
+impl RoomHandle {
+    /// Casts a chat unless `limit` messages already wait (`None`: no limit,
+    /// for messages admitted earlier, such as calculation results).
+    pub(crate) fn chat(&self, chat: ChatIn, limit: Option<usize>) -> Result<(), ChatRefused> {
+        let before = self.inbox.0.fetch_add(1, Relaxed);
+        if limit.is_some_and(|limit| before >= limit) {
+            self.inbox.0.fetch_sub(1, Relaxed);
+            return Err(ChatRefused::Busy);
+        }
+        let ChatIn {
+            session,
+            departed_name,
+            text,
+            client_id,
+            sent_at,
+            calc,
+        } = chat;
+        let msg = RoomMsg::Chat {
+            session,
+            departed_name,
+            text,
+            client_id,
+            sent_at,
+            calc,
+        };
+        if self.actor.cast(msg).is_err() {
+            self.inbox.0.fetch_sub(1, Relaxed);
+            return Err(ChatRefused::Gone);
+        }
+        Ok(())
+    }
+
+    /// Casts anything but a chat; a stopped room is noticed by the caller
+    /// through its mailbox closing.
+    pub(crate) fn cast(&self, msg: RoomMsg) -> bool {
+        self.actor.cast(msg).is_ok()
+    }
+}
+
 /// Settings every room shares.
 #[derive(Debug)]
 pub struct RoomSettings {
     pub limits: Limits,
     pub presence_interval: Duration,
     pub idle_after: Duration,
+    /// How long a new room waits for its first member before it may stop.
+    pub first_join_grace: Duration,
     /// Test-only fault injection; see `Config::debug_panic_phrase`.
     pub panic_phrase: Option<String>,
+    /// Test-only fault injection; see `Config::debug_pause_phrase`.
+    pub pause_phrase: Option<String>,
 }
 
 pub struct RoomArgs {
     pub name: String,
-    /// Owned by the registry so that a restarted room continues the sequence.
+    /// Owned by the registry's sequence book so that a restarted room
+    /// continues the sequence.
     pub seq: Arc<AtomicU64>,
+    pub inbox: Arc<RoomInbox>,
     pub settings: Arc<RoomSettings>,
     pub metrics: Arc<Metrics>,
-    pub registry: ActorRef<RegistryMsg>,
 }
 
 pub struct Room;
@@ -92,9 +184,9 @@ pub struct Room;
 pub struct RoomState {
     name: String,
     seq: Arc<AtomicU64>,
+    inbox: Arc<RoomInbox>,
     settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
-    registry: ActorRef<RegistryMsg>,
     members: HashMap<SessionId, Member>,
     presence: Presence,
     /// Bumped whenever the room becomes empty; an idle check for an older
@@ -140,9 +232,9 @@ impl Actor for Room {
         Ok(RoomState {
             name: args.name,
             seq: args.seq,
+            inbox: args.inbox,
             settings: args.settings,
             metrics: args.metrics,
-            registry: args.registry,
             members: HashMap::new(),
             presence: Presence::default(),
             idle_generation: 0,
@@ -155,8 +247,15 @@ impl Actor for Room {
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
         // A room nobody joins (the joiner vanished between lookup and join)
-        // must not live forever.
-        state.schedule_idle_check(&myself);
+        // must not live forever; but its first joiner gets at least the join
+        // timeout to arrive, however short the idle period.
+        state.idle_generation += 1;
+        let generation = state.idle_generation;
+        let first_wait = state
+            .settings
+            .idle_after
+            .max(state.settings.first_join_grace);
+        myself.send_after(first_wait, move || RoomMsg::IdleCheck { generation });
         Ok(())
     }
 
@@ -181,18 +280,31 @@ impl Actor for Room {
             RoomMsg::Leave { session } => state.leave(&myself, session),
             RoomMsg::Chat {
                 session,
+                departed_name,
                 text,
                 client_id,
                 sent_at,
                 calc,
             } => {
+                state.inbox.0.fetch_sub(1, Relaxed);
                 if state.settings.panic_phrase.as_deref() == Some(text.as_str()) {
                     panic!(
                         "fault injection: room {} received the panic phrase",
                         state.name
                     );
                 }
-                state.chat(&myself, session, text, client_id, sent_at, calc);
+                if state.settings.pause_phrase.as_deref() == Some(text.as_str()) {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                let chat = ChatIn {
+                    session,
+                    departed_name,
+                    text,
+                    client_id,
+                    sent_at,
+                    calc,
+                };
+                state.chat(&myself, chat);
             }
             RoomMsg::Rename { session, name } => state.rename(&myself, session, name),
             RoomMsg::FlushPresence => {
@@ -200,12 +312,12 @@ impl Actor for Room {
                 state.flush_presence(&myself);
             }
             RoomMsg::IdleCheck { generation } => {
+                // Decided here, between two messages: a join that reached the
+                // room earlier made it non-empty; one that arrives after the
+                // stop fails and is retried through the registry.
                 if generation == state.idle_generation && state.members.is_empty() {
-                    debug!(room = %state.name, "room idle; asking the registry to stop it");
-                    let _ = state.registry.cast(RegistryMsg::RoomIdle {
-                        room: state.name.clone(),
-                        id: myself.get_id(),
-                    });
+                    info!(room = %state.name, "room idle; stopping");
+                    myself.stop(Some("idle".into()));
                 }
             }
         }
@@ -244,6 +356,7 @@ impl RoomState {
         if member.offer(&Bytes::from(welcome.to_json())).is_err() {
             return; // already gone
         }
+        self.metrics.outbound_queue_depth.fetch_add(1, Relaxed);
         self.members.insert(
             session,
             Member {
@@ -298,27 +411,22 @@ impl RoomState {
         self.schedule_presence(myself);
     }
 
-    fn chat(
-        &mut self,
-        myself: &ActorRef<RoomMsg>,
-        session: SessionId,
-        text: String,
-        client_id: Option<String>,
-        sent_at: Option<u64>,
-        calc: Option<CalcResult>,
-    ) {
-        let Some(member) = self.members.get(&session) else {
-            return; // left (or was dropped) while the message was in flight
+    fn chat(&mut self, myself: &ActorRef<RoomMsg>, chat: ChatIn) {
+        let author = match (self.members.get(&chat.session), chat.departed_name) {
+            (Some(member), _) => member.name.clone(),
+            (None, Some(name)) => name,
+            // Left (or was dropped) while the message was in flight.
+            (None, None) => return,
         };
         let frame = ServerFrame::Chat(ChatMessage {
             id: self.seq.fetch_add(1, Relaxed) + 1,
             room: self.name.clone(),
-            author: member.name.clone(),
-            text,
-            client_id,
-            sent_at,
+            author,
+            text: chat.text,
+            client_id: chat.client_id,
+            sent_at: chat.sent_at,
             server_time: unix_millis(),
-            calc,
+            calc: chat.calc,
         });
         self.broadcast(myself, &frame);
     }
@@ -368,7 +476,9 @@ impl RoomState {
         }
         let interval = self.presence_interval();
         let wait = self.presence.last_flush.map_or(Duration::ZERO, |t| {
-            (t + interval).saturating_duration_since(Instant::now())
+            t.checked_add(interval).map_or(interval, |due| {
+                due.saturating_duration_since(Instant::now())
+            })
         });
         if wait.is_zero() {
             self.flush_presence(myself);
@@ -389,7 +499,9 @@ impl RoomState {
             .len()
             .div_ceil(PRESENCE_MEMBERS_PER_INTERVAL)
             .max(1);
-        self.settings.presence_interval * u32::try_from(stretch).unwrap_or(u32::MAX)
+        self.settings
+            .presence_interval
+            .saturating_mul(u32::try_from(stretch).unwrap_or(u32::MAX))
     }
 
     fn flush_presence(&mut self, myself: &ActorRef<RoomMsg>) {

@@ -4,7 +4,9 @@
 //! Shutdown policy: on SIGINT/SIGTERM (or [`RunningServer::shutdown`]) the
 //! listener stops accepting, every connection sends close 1001 and ends, and
 //! the server waits at most `shutdown_grace_secs` for them before stopping
-//! the actors.
+//! the actors: the root supervisor stops the room registry (and with it
+//! every room), then the calculation scheduler (cancelling what still runs);
+//! see [`crate::supervisor`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,14 +22,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::calc::{CalcScheduler, ResultStore, SchedulerArgs, SchedulerMsg};
-use crate::config::Config;
+use crate::calc::{ResultStore, SchedulerArgs};
+use crate::config::{Config, ConfigError};
 use crate::http;
+use crate::identity::SessionIds;
 use crate::listener;
 use crate::metrics::Metrics;
-use crate::registry::{RegistryArgs, RegistryMsg, RoomRegistry};
+use crate::origin::AllowedOrigins;
+use crate::registry::{RegistryArgs, Sequences};
 use crate::room::RoomSettings;
-use crate::session::SessionIds;
+use crate::supervisor::{Root, RootArgs, RootMsg, TopLevel, TopLevelActors};
 
 /// File descriptors kept free for the listener, log files, `/proc` reads
 /// and the like when the connection limit is derived from the fd limit.
@@ -36,10 +40,14 @@ const FD_RESERVE: u64 = 64;
 /// What every handler and connection shares.
 pub struct AppState {
     pub config: Config,
-    pub limits: Limits,
     pub metrics: Arc<Metrics>,
-    pub registry: ActorRef<RegistryMsg>,
-    pub calc: ActorRef<SchedulerMsg>,
+    /// The room registry and the calculation scheduler, through handles that
+    /// follow their restarts.
+    pub actors: Arc<TopLevelActors>,
+    /// The root supervisor; stopping it stops every actor, in order.
+    pub root: ActorRef<RootMsg>,
+    /// Which pages may open a WebSocket (`--allowed-origins`).
+    pub origins: AllowedOrigins,
     /// Full calculation results for `GET /calc/{id}`.
     pub calc_results: Arc<ResultStore>,
     pub sessions: SessionIds,
@@ -61,6 +69,8 @@ pub enum StartError {
     },
     #[error("cannot start an actor: {0}")]
     Actor(#[from] ractor::SpawnErr),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
 }
 
 /// A server that is accepting connections.
@@ -72,6 +82,11 @@ pub struct RunningServer {
 
 /// Binds the listener, starts the actors and begins serving.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    config.validate()?;
+    let origins = AllowedOrigins::parse(&config.allowed_origins).map_err(|reason| ConfigError {
+        flag: "--allowed-origins",
+        reason,
+    })?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -94,16 +109,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         presence_interval: config.presence_interval(),
         idle_after: config.room_idle(),
         panic_phrase: config.debug_panic_phrase.clone(),
+        pause_phrase: config.debug_pause_phrase.clone(),
+        first_join_grace: crate::connection::JOIN_TIMEOUT,
     });
-    let (registry, _) = Actor::spawn(
-        None,
-        RoomRegistry,
-        RegistryArgs {
-            settings,
-            metrics: metrics.clone(),
-        },
-    )
-    .await?;
+    let registry = RegistryArgs {
+        settings,
+        metrics: metrics.clone(),
+        sequences: Arc::new(Sequences::default()),
+        max_rooms: config.max_rooms,
+    };
     let calc_results = Arc::new(ResultStore::new(config.calc_store_bytes));
     let scheduler = SchedulerArgs {
         workers: config.calc_workers(),
@@ -119,16 +133,24 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         store: calc_results.clone(),
         metrics: metrics.clone(),
     };
-    let (calc, _) = Actor::spawn(None, CalcScheduler, scheduler).await?;
+    let actors = Arc::new(TopLevelActors::new());
+    let root_args = RootArgs {
+        actors: actors.clone(),
+        registry,
+        scheduler,
+        restart_delay: config.restart_delay(),
+        metrics: metrics.clone(),
+    };
+    let (root, _) = Actor::spawn(None, Root, root_args).await?;
     let max_connections = config
         .max_connections
         .unwrap_or_else(default_max_connections);
     let state = Arc::new(AppState {
         config,
-        limits,
         metrics,
-        registry,
-        calc,
+        actors,
+        root,
+        origins,
         calc_results,
         sessions: SessionIds::default(),
         connection_slots: Arc::new(Semaphore::new(max_connections)),
@@ -147,9 +169,16 @@ impl RunningServer {
         self.addr
     }
 
-    /// The shared state, for tests that read metrics.
-    pub fn state(&self) -> &Arc<AppState> {
-        &self.state
+    /// The server's metrics, readable after shutdown too.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.state.metrics.clone()
+    }
+
+    /// Test hook: kills a top-level actor as a crash would, so tests can
+    /// show the root restarts it and `/readyz` reports the outage.
+    #[doc(hidden)]
+    pub fn debug_kill(&self, which: TopLevel) {
+        let _ = self.state.root.cast(RootMsg::Kill(which));
     }
 
     /// Resolves when shutdown has begun (for example after a signal).
@@ -178,9 +207,10 @@ impl RunningServer {
             Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
             Err(_) => warn!("HTTP server did not stop within 1 s"),
         }
+        // The root stops the registry (rooms) and then the scheduler.
         let _ = state
-            .registry
-            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(1)))
+            .root
+            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(5)))
             .await;
         info!("server stopped");
     }

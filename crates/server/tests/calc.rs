@@ -199,13 +199,26 @@ async fn a_slow_calculation_times_out() {
     server.shutdown().await;
 }
 
+/// Occupies the one worker with [`SLOW`] from a client of its own, so the
+/// next calculation waits in the queue until that client leaves. Tests that
+/// need a result then get it from a small calculation: nothing here needs
+/// a big one to finish, which a busy shared machine may not allow in time.
+async fn occupy_the_worker(addr: std::net::SocketAddr) -> Client {
+    let mut z = Client::connect(addr, "z", "occupier").await;
+    z.chat(SLOW).await;
+    wait_for_metric(addr, "actorchat_calc_running", |v| v == 1.0).await;
+    z.ping(0).await;
+    z
+}
+
 #[tokio::test]
 async fn while_calculating_pings_are_answered_and_at_most_16_messages_wait() {
     let server = server(slow_calc_config()).await;
     let addr = server.local_addr();
+    let z = occupy_the_worker(addr).await;
     let mut a = Client::connect(addr, "a", "held").await;
-    a.chat(SLOW).await;
-    wait_for_metric(addr, "actorchat_calc_running", |v| v == 1.0).await;
+    a.chat("20!").await;
+    wait_for_metric(addr, "actorchat_calc_queue_length", |v| v == 1.0).await;
     a.ping(42).await;
     for i in 0..16 {
         a.chat(&format!("held {i}")).await;
@@ -223,13 +236,78 @@ async fn while_calculating_pings_are_answered_and_at_most_16_messages_wait() {
     })
     .await;
     a.ping(43).await;
+    drop(z); // the worker is free: 20! runs
     let first = a.next_chat().await;
-    assert_eq!(first.text, SLOW);
+    assert_eq!(first.text, "20!");
     assert_eq!(first.calc.unwrap().status, CalcStatus::Ok);
     for i in 0..16 {
         let msg = a.next_chat().await;
         assert_eq!(msg.text, format!("held {i}"));
         assert_eq!(msg.author, "renamed");
     }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_whose_senders_left_give_their_queue_slots_back_at_once() {
+    let mut cfg = slow_calc_config();
+    cfg.calc_queue = 2;
+    let server = server(cfg).await;
+    let addr = server.local_addr();
+    let z = occupy_the_worker(addr).await;
+    for name in ["b", "c"] {
+        let mut c = Client::connect(addr, name, "queue").await;
+        c.chat(SLOW).await;
+        c.ping(1).await;
+        c.ws.close(None).await.unwrap();
+    }
+    wait_for_metric(addr, "actorchat_connections", |v| v == 1.0).await;
+    // The queue holds two requests nobody waits for; a new one is queued,
+    // not answered busy.
+    let mut d = Client::connect(addr, "d", "queue").await;
+    d.chat("10!").await;
+    drop(z);
+    let calc = d.next_chat().await.calc.unwrap();
+    assert_eq!(calc.status, CalcStatus::Ok, "{:?}", calc.reason);
+    assert_eq!(calc.value.as_deref(), Some("3628800"));
+    assert_eq!(
+        metric(addr, "actorchat_calc_total{status=\"busy\"}").await,
+        0.0
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_join_while_calculating_sends_the_result_and_held_messages_to_the_room_they_were_written_in()
+ {
+    let server = server(slow_calc_config()).await;
+    let addr = server.local_addr();
+    let z = occupy_the_worker(addr).await;
+    let mut a = Client::connect(addr, "a", "old").await;
+    let mut b = Client::connect(addr, "b", "old").await;
+    let mut c = Client::connect(addr, "c", "new").await;
+    a.chat("20!").await;
+    a.chat("written in old").await;
+    a.send(&ClientFrame::Join { room: "new".into() }).await;
+    a.next_matching(|f| matches!(f, ServerFrame::Welcome(w) if w.room == "new").then_some(()))
+        .await;
+    a.chat("written in new").await;
+    a.ping(3).await;
+    drop(z);
+    let first = b.next_chat().await;
+    assert_eq!((first.author.as_str(), first.text.as_str()), ("a", "20!"));
+    assert_eq!(first.room, "old");
+    assert_eq!(first.calc.unwrap().status, CalcStatus::Ok);
+    let second = b.next_chat().await;
+    assert_eq!(
+        (second.author.as_str(), second.text.as_str()),
+        ("a", "written in old")
+    );
+    // The new room gets only what was written there, after the others.
+    let in_new = c.next_chat().await;
+    assert_eq!(
+        (in_new.room.as_str(), in_new.text.as_str()),
+        ("new", "written in new")
+    );
     server.shutdown().await;
 }

@@ -36,7 +36,7 @@ async fn two_clients_chat_with_server_stamped_author_and_echo() {
 }
 
 #[tokio::test]
-async fn a_client_cannot_impersonate_anyone() {
+async fn an_author_field_sent_by_the_client_is_ignored() {
     let server = server(config()).await;
     let mut mallory = Client::connect(server.local_addr(), "Mallory", "lobby").await;
     mallory

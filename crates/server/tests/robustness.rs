@@ -317,6 +317,7 @@ async fn http_routes() {
         (200, "Hello, World!".into())
     );
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(addr, "/readyz").await, (200, "ready".into()));
     let (status, page) = http_get(addr, "/test.html").await;
     assert_eq!(status, 200);
     assert!(page.contains("new WebSocket"));
@@ -337,8 +338,11 @@ async fn http_routes() {
         "actorchat_frames_out_total",
         "actorchat_broadcasts_total",
         "actorchat_slow_consumer_disconnects_total 0",
-        "actorchat_outbound_queue_depth",
+        "actorchat_outbound_queue_depth 0",
+        "actorchat_room_inbox_deepest 0",
         "actorchat_errors_total{code=\"rate_limited\"} 0",
+        "actorchat_errors_total{code=\"room_limit\"} 0",
+        "actorchat_actor_restarts_total{actor=\"room_registry\"} 0",
         "process_resident_memory_bytes",
         "process_cpu_seconds_total",
     ] {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ChatApp } from './chat.svelte';
+import { ChatApp, MAX_QUEUED } from './chat.svelte';
 import { FakeSocket, WELCOME } from './testing';
 
 let perf = 0;
@@ -146,6 +146,52 @@ describe('ChatApp', () => {
     expect(app.messages.at(-1)?.text).toBe('Reconnected to #lobby as Ada.');
   });
 
+  it('sends a full offline queue no faster than the server\'s token bucket refills', () => {
+    // The server's bucket (defaults): 40 frames of burst, refilled at 20/s.
+    const BURST = 40;
+    const RATE = WELCOME.limits.max_messages_per_sec;
+    const { app, ws } = connected();
+    ws().drop(1001);
+    for (let i = 0; i < MAX_QUEUED; i++) expect(app.send(`queued ${i}`)).toBe(true);
+    expect(app.send('one too many')).toBe(false);
+    vi.advanceTimersByTime(60_000);
+    ws().open();
+    ws().deliver(WELCOME);
+    app.flush();
+    const chats = () => ws().frames().filter((f) => f.type === 'chat');
+    let tokens = BURST;
+    let seen = chats().length;
+    tokens -= seen;
+    expect(tokens).toBeGreaterThanOrEqual(0);
+    // The rest stays visibly queued while it waits its turn.
+    expect(app.queued).toBe(MAX_QUEUED - seen);
+    // Poll in 10 ms steps, refilling the bucket as the server would.
+    for (let t = 0; t < 5_000; t += 10) {
+      vi.advanceTimersByTime(10);
+      tokens = Math.min(BURST, tokens + (RATE * 10) / 1000);
+      const now = chats().length;
+      tokens -= now - seen;
+      seen = now;
+      expect(tokens).toBeGreaterThanOrEqual(0);
+    }
+    app.flush();
+    expect(chats().map((f) => f.text)).toEqual(Array.from({ length: MAX_QUEUED }, (_, i) => `queued ${i}`));
+    expect(app.queued).toBe(0);
+  });
+
+  it('queues a message written while the queue drains behind it, keeping the order', () => {
+    const { app, ws } = connected();
+    ws().drop(1001);
+    app.send('first');
+    app.send('second');
+    vi.advanceTimersByTime(60_000);
+    ws().open();
+    ws().deliver(WELCOME);
+    app.send('third');
+    vi.advanceTimersByTime(1_000);
+    expect(ws().frames().filter((f) => f.type === 'chat').map((f) => f.text)).toEqual(['first', 'second', 'third']);
+  });
+
   it('retries a message that was not delivered', () => {
     const { app, ws } = connected();
     app.send('lost');
@@ -181,6 +227,37 @@ describe('ChatApp', () => {
     expect(app.join('rust')).toBeNull();
     expect(ws().frames().filter((f) => f.type === 'join')).toHaveLength(1);
     expect(app.messages.some((m) => m.text.startsWith('Reconnected'))).toBe(false);
+  });
+
+  it('ends in the room asked for last when switching back before the first switch is answered', () => {
+    const { app, ws } = connected();
+    expect(app.join('rust')).toBeNull();
+    expect(app.join('lobby')).toBeNull();
+    // The server handles the joins in order: a welcome for each.
+    expect(ws().frames().filter((f) => f.type === 'join')).toEqual([
+      { type: 'join', room: 'rust' },
+      { type: 'join', room: 'lobby' },
+    ]);
+    ws().deliver({ ...WELCOME, room: 'rust' });
+    expect(hashRoom).not.toBe('rust');
+    ws().deliver({ ...WELCOME, room: 'lobby' });
+    app.flush();
+    expect(app.room).toBe('lobby');
+    expect(hashRoom).toBe('lobby');
+    // Settled: asking for the room we are in sends nothing more.
+    expect(app.join('lobby')).toBeNull();
+    expect(ws().frames().filter((f) => f.type === 'join')).toHaveLength(2);
+  });
+
+  it('joins the room asked for before the first welcome once that welcome arrives', () => {
+    const { app, ws } = makeApp('lobby');
+    app.start();
+    ws().open();
+    expect(app.join('rust')).toBeNull();
+    ws().deliver(WELCOME);
+    expect(ws().frames().filter((f) => f.type === 'join')).toEqual([{ type: 'join', room: 'rust' }]);
+    ws().deliver({ ...WELCOME, room: 'rust' });
+    expect([app.room, hashRoom]).toEqual(['rust', 'rust']);
   });
 
   it('writes presence as coalesced system lines, without our own join or rename', () => {

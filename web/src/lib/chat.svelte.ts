@@ -14,7 +14,14 @@
  * Joining: the URL hash is the one trigger (the switcher only changes it),
  * and `join` ignores a room already joined or already asked for, so a room
  * switch sends exactly one `join` (the server also ignores a join to the
- * current room).
+ * current room). "Already asked for" means the room the server will put us
+ * in once every join sent so far is answered (`requestedRoom`), not the room
+ * of the last welcome: switching A→B→A before B's welcome must send a join
+ * back to A. The server answers joins in order, one welcome each, so a
+ * welcome that arrives while later joins are still in flight is an
+ * intermediate step: it updates the room shown but not the room wanted nor
+ * the URL hash. Once the last welcome is in, a room asked for meanwhile
+ * (e.g. before the connection's first welcome) is joined then.
  *
  * Identity: a name set by hand is remembered in localStorage; otherwise the
  * name the server gave this tab (e.g. "guest-10") is offered back on every
@@ -22,6 +29,12 @@
  *
  * Offline: messages written while disconnected are queued (visibly, at most
  * `MAX_QUEUED`) and sent once the next welcome arrives; auto-send pauses.
+ * The queue drains at the welcome's `max_messages_per_sec`, one message per
+ * `minIntervalMs`, not all at once: the server's token bucket (burst 40 by
+ * default) is smaller than a full queue and would refuse the rest as
+ * `rate_limited`. Pacing at the sustained rate never exceeds any burst, and
+ * the client is not told the burst. Until the queue is empty, new messages
+ * join its end, so they still go out in the order they were written.
  */
 import { Announcer } from './announce';
 import { encode } from './codec';
@@ -113,12 +126,18 @@ export class ChatApp {
   private seq = 0;
   /** The room asked for (URL hash or switcher); `room` is the one joined. */
   private wantedRoom: string;
+  /** The room of the connection URL or of the last join sent (see the module doc). */
+  private requestedRoom: string;
+  /** Joins sent on this connection and not yet answered by a welcome. */
+  private joinsInFlight = 0;
   private nameBeforeRename: string | null = null;
   /** Reactive: the composer shows offline hints until the welcome arrives. */
   private welcomed = $state(false);
   private wasOpen = false;
   private flushQueued = false;
   private autoTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Sends the next queued message when it fires (see the module doc). */
+  private drainTimer: ReturnType<typeof setTimeout> | null = null;
   private clockTimer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
@@ -126,6 +145,7 @@ export class ChatApp {
     room: string = DEFAULT_ROOM,
   ) {
     this.wantedRoom = room;
+    this.requestedRoom = room;
     this.room = room;
     this.name = this.storedName() ?? '';
     this.clientPrefix = `t${Math.floor(Math.random() * 36 ** 6).toString(36)}`;
@@ -146,6 +166,7 @@ export class ChatApp {
 
   stop(): void {
     this.stopAuto();
+    this.stopDrain();
     if (this.clockTimer !== null) clearInterval(this.clockTimer);
     this.clockTimer = null;
     if (this.presenceTimer !== null) clearTimeout(this.presenceTimer);
@@ -174,8 +195,8 @@ export class ChatApp {
     if (t.length > this.limits.max_text_chars) {
       return `At most ${this.limits.max_text_chars} characters.`;
     }
-    if (!this.connected && this.store.queuedCount >= MAX_QUEUED) {
-      return `${MAX_QUEUED} messages already wait for the connection.`;
+    if (this.store.queuedCount >= MAX_QUEUED) {
+      return `${MAX_QUEUED} messages already wait to be sent.`;
     }
     return null;
   }
@@ -191,7 +212,7 @@ export class ChatApp {
       this.notice('info', `That message is over the server's ${this.limits.max_frame_bytes}-byte frame limit.`);
       return false;
     }
-    if (!this.connected) {
+    if (!this.connected || this.store.queuedCount > 0) {
       this.store.addQueued(this.name, body, this.env.wallNow());
       this.queued = this.store.queuedCount;
       this.queueFlush();
@@ -275,8 +296,16 @@ export class ChatApp {
     // the server leave and re-enter the room.
     if (room === this.wantedRoom) return null;
     this.wantedRoom = room;
-    if (this.connected && room !== this.room) this.connection.send({ type: 'join', room });
+    this.requestWanted();
     return null;
+  }
+
+  /** Sends a join for the wanted room unless the joins already sent lead there. */
+  private requestWanted(): void {
+    if (!this.connected || this.wantedRoom === this.requestedRoom) return;
+    if (!this.connection.send({ type: 'join', room: this.wantedRoom })) return;
+    this.requestedRoom = this.wantedRoom;
+    this.joinsInFlight += 1;
   }
 
   startAuto(): void {
@@ -284,8 +313,9 @@ export class ChatApp {
     this.autoRunning = true;
     const tick = (): void => {
       if (!this.autoRunning) return;
-      // Paused while offline: queueing a message every 50 ms helps nobody.
-      if (this.connected) this.send(this.draft);
+      // Paused while offline and while the queue drains: queueing a message
+      // every 50 ms helps nobody.
+      if (this.connected && this.store.queuedCount === 0) this.send(this.draft);
       this.autoTimer = setTimeout(tick, this.effectiveIntervalMs);
     };
     tick();
@@ -316,6 +346,9 @@ export class ChatApp {
   }
 
   private url(): string {
+    // A new connection: its welcome answers the URL, earlier joins are void.
+    this.requestedRoom = this.wantedRoom;
+    this.joinsInFlight = 0;
     const q = new URLSearchParams({ room: this.wantedRoom });
     const name = this.storedName() ?? this.givenName;
     if (name !== null) q.set('name', name);
@@ -335,6 +368,7 @@ export class ChatApp {
     this.conn = s;
     if (s.state === 'open') return;
     this.welcomed = false;
+    this.stopDrain();
     if (this.wasOpen && s.state === 'waiting') {
       this.wasOpen = false;
       this.store.system(disconnectedLine(s.code), this.env.wallNow());
@@ -364,7 +398,9 @@ export class ChatApp {
     this.welcomed = true;
     this.wasOpen = true;
     this.room = w.room;
-    this.wantedRoom = w.room;
+    if (this.joinsInFlight > 0) this.joinsInFlight -= 1;
+    const settled = this.joinsInFlight === 0;
+    if (settled) this.requestedRoom = w.room;
     this.name = w.name;
     this.givenName = w.name;
     this.nameBeforeRename = null;
@@ -382,9 +418,35 @@ export class ChatApp {
       reconnect ? `Reconnected to #${w.room} as ${w.name}.` : `You are in #${w.room} as ${w.name}.`,
       this.env.wallNow(),
     );
-    this.env.onRoom?.(w.room);
-    this.store.sendQueued((text) => this.transmit(text), this.env.perfNow());
+    if (settled && w.room === this.wantedRoom) this.env.onRoom?.(w.room);
+    // Asked for another room before this welcome came: go there now.
+    if (settled) this.requestWanted();
+    this.stopDrain();
+    this.drain();
     this.queueFlush();
+  }
+
+  /**
+   * Sends the oldest queued message and schedules the next one
+   * `minIntervalMs` later (all at once when the server sets no rate).
+   * Stops when the queue is empty, the socket refuses, or the connection
+   * goes (`onConnState`); the next welcome starts it again.
+   */
+  private drain(): void {
+    this.drainTimer = null;
+    if (!this.connected) return;
+    const interval = this.minIntervalMs;
+    const sent = this.store.sendQueued((text) => this.transmit(text), this.env.perfNow(), interval > 0 ? 1 : Infinity);
+    this.queued = this.store.queuedCount;
+    this.queueFlush();
+    if (sent > 0 && this.store.queuedCount > 0) {
+      this.drainTimer = setTimeout(() => this.drain(), interval);
+    }
+  }
+
+  private stopDrain(): void {
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
   }
 
   private onChat(m: ChatMessage): void {
@@ -457,6 +519,10 @@ export class ChatApp {
       this.nameBeforeRename = null;
     }
     if (e.code === 'invalid_room') {
+      // The refused join is answered; if others are still in flight, their
+      // last welcome settles the room.
+      if (this.joinsInFlight > 0) this.joinsInFlight -= 1;
+      if (this.joinsInFlight === 0) this.requestedRoom = this.room;
       this.wantedRoom = this.room;
       this.env.onRoom?.(this.room);
     }

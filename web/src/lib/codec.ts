@@ -61,6 +61,8 @@ const ERROR_CODES: readonly ErrorCode[] = [
   'invalid_name',
   'invalid_room',
   'calc_busy',
+  'room_limit',
+  'room_busy',
 ];
 const CALC_STATUSES: readonly CalcStatus[] = ['ok', 'rejected', 'timeout', 'busy', 'error'];
 

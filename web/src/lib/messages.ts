@@ -99,12 +99,13 @@ export class MessageStore {
   }
 
   /**
-   * Hands every queued message (oldest first) to `send`, which returns the
-   * client_id it went out under, or null to keep it queued (and stop).
+   * Hands at most `max` queued messages (oldest first) to `send`, which
+   * returns the client_id it went out under, or null to keep it queued (and
+   * stop). The caller paces the calls to the server's rate limit.
    */
-  sendQueued(send: (text: string) => string | null, now: number): number {
+  sendQueued(send: (text: string) => string | null, now: number, max = Infinity): number {
     let n = 0;
-    while (this.queued.length > 0) {
+    while (this.queued.length > 0 && n < max) {
       const key = this.queued[0] as number;
       const e = this.get(key);
       if (e === undefined || e.delivery !== 'queued') {

@@ -1,18 +1,20 @@
-//! A calculator actor: one per admitted calculation, started on demand by
-//! the scheduler and supervised by it.
+//! A calculator: one dedicated OS thread per admitted calculation.
 //!
-//! The actor itself only waits; the arithmetic runs on a dedicated OS thread
-//! it spawns, because big-integer work would otherwise block a Tokio worker
-//! and every connection scheduled on it. The thread lowers its own priority
-//! (nice) so the network threads win the CPU when both want it, polls the
-//! cancel flag and the deadline between steps, and reports back with a cast.
+//! The arithmetic runs on its own thread, because big-integer work would
+//! otherwise block a Tokio worker and every connection scheduled on it. The
+//! thread lowers its own priority (nice, `SCHED_IDLE`) so the network
+//! threads win the CPU when both want it, polls the cancel flag and the
+//! deadline between steps, and reports to the scheduler with a cast. No
+//! actor sits in between: the thread is the calculator, and a report is
+//! guaranteed by a guard that sends `Failed` if the thread ends any other
+//! way than through its normal report.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actorchat_calc::{Request, compute_decimal};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::ActorRef;
 use tracing::warn;
 
 use super::CancelFlag;
@@ -42,11 +44,7 @@ pub struct Finished {
     pub cancel_latency: Option<Duration>,
 }
 
-pub enum CalculatorMsg {
-    /// The thread is done.
-    Finished(Finished),
-}
-
+/// What a calculator thread needs.
 pub struct CalculatorArgs {
     pub job: JobId,
     pub request: Request,
@@ -56,63 +54,72 @@ pub struct CalculatorArgs {
     pub scheduler: ActorRef<SchedulerMsg>,
 }
 
-pub struct Calculator;
-
-pub struct CalculatorState {
+/// Reports to the scheduler exactly once: with the result, or, if the
+/// thread unwinds before that, with `Failed`, so a worker slot never leaks.
+struct Report {
     job: JobId,
     scheduler: ActorRef<SchedulerMsg>,
+    sent: bool,
 }
 
-impl Actor for Calculator {
-    type Msg = CalculatorMsg;
-    type State = CalculatorState;
-    type Arguments = CalculatorArgs;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<CalculatorMsg>,
-        args: CalculatorArgs,
-    ) -> Result<CalculatorState, ActorProcessingErr> {
-        let CalculatorArgs {
-            job,
-            request,
-            cancel,
-            timeout,
-            nice,
-            scheduler,
-        } = args;
-        std::thread::Builder::new()
-            .name(format!("calc-{job}"))
-            .spawn(move || {
-                let finished = run(request, &cancel, timeout, nice);
-                // The actor may have been stopped (server shutdown); fine.
-                let _ = myself.cast(CalculatorMsg::Finished(finished));
-            })?;
-        Ok(CalculatorState { job, scheduler })
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<CalculatorMsg>,
-        msg: CalculatorMsg,
-        state: &mut CalculatorState,
-    ) -> Result<(), ActorProcessingErr> {
-        let CalculatorMsg::Finished(finished) = msg;
-        let _ = state.scheduler.cast(SchedulerMsg::Finished {
-            job: state.job,
+impl Report {
+    fn send(mut self, finished: Finished) {
+        self.sent = true;
+        // The scheduler may have stopped (shutdown, or a restart); fine.
+        let _ = self.scheduler.cast(SchedulerMsg::Finished {
+            job: self.job,
             finished,
         });
-        myself.stop(None);
-        Ok(())
     }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if !self.sent {
+            let _ = self.scheduler.cast(SchedulerMsg::Finished {
+                job: self.job,
+                finished: Finished {
+                    outcome: Outcome::Failed("the calculator thread ended without a result".into()),
+                    elapsed: Duration::ZERO,
+                    cancel_latency: None,
+                },
+            });
+        }
+    }
+}
+
+/// Starts the calculation on its own thread.
+pub fn spawn(args: CalculatorArgs) -> std::io::Result<()> {
+    let CalculatorArgs {
+        job,
+        request,
+        cancel,
+        timeout,
+        nice,
+        scheduler,
+    } = args;
+    let report = Report {
+        job,
+        scheduler,
+        sent: false,
+    };
+    std::thread::Builder::new()
+        .name(format!("calc-{job}"))
+        .spawn(move || {
+            let finished = run(request, &cancel, timeout, nice);
+            report.send(finished);
+        })?;
+    Ok(())
 }
 
 /// Runs on the calculator thread.
 fn run(request: Request, cancel: &CancelFlag, timeout: Duration, nice: i32) -> Finished {
     lower_priority(nice);
     let started = Instant::now();
-    let deadline = started + timeout;
-    let stop = || cancel.is_set() || Instant::now() >= deadline;
+    // The configured timeout is validated, but a deadline past what
+    // `Instant` can hold must still not panic: it then means "never".
+    let deadline = started.checked_add(timeout);
+    let stop = || cancel.is_set() || deadline.is_some_and(|d| Instant::now() >= d);
     let result = catch_unwind(AssertUnwindSafe(|| compute_decimal(request, &stop)));
     let ended = Instant::now();
     let elapsed = ended - started;
@@ -127,7 +134,7 @@ fn run(request: Request, cancel: &CancelFlag, timeout: Duration, nice: i32) -> F
         }
         Ok(Err(_)) => (
             Outcome::TimedOut,
-            Some(ended.saturating_duration_since(deadline)),
+            deadline.map(|d| ended.saturating_duration_since(d)),
         ),
         Err(panic) => {
             let message = panic

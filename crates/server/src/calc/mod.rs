@@ -1,20 +1,19 @@
 //! Calculations on demand: `200!` in a chat becomes work for a calculator
-//! actor, and can never stall the chat or take the process down.
+//! thread, and can never stall the chat or take the process down.
 //!
 //! - [`scheduler`]: the one actor that owns admission (estimate first, then
-//!   workers, queue and memory budget) and supervises the calculators.
-//! - [`calculator`]: one short-lived actor per admitted calculation, owning a
-//!   dedicated low-priority OS thread where the arithmetic runs, never a
-//!   Tokio worker thread.
+//!   workers, queue and memory budget) and tracks the running calculations.
+//! - [`calculator`]: one dedicated low-priority OS thread per admitted
+//!   calculation, where the arithmetic runs (never a Tokio worker thread);
+//!   it reports to the scheduler directly.
+//! - [`holdback`]: the connection side: a client's later messages wait
+//!   behind its calculation, and go out in order once it is done.
 //! - [`store`]: full results for `GET /calc/{id}`, bounded in bytes.
-//!
-//! The connection side (holding a client's later messages until its
-//! calculation is done, cancelling on disconnect) lives in
-//! [`crate::connection`].
 
-pub mod calculator;
-pub mod scheduler;
-pub mod store;
+pub(crate) mod calculator;
+pub(crate) mod holdback;
+pub(crate) mod scheduler;
+pub(crate) mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -22,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use actorchat_protocol::{CalcResult, CalcStatus};
 
-pub use scheduler::{CalcScheduler, SchedulerArgs, SchedulerMsg, Work};
-pub use store::ResultStore;
+pub(crate) use scheduler::{CalcScheduler, SchedulerArgs, SchedulerMsg, Work};
+pub(crate) use store::ResultStore;
 
 /// Set when the requester no longer wants the result (it disconnected). It
 /// remembers when, so the scheduler can measure how fast a cancelled

@@ -12,9 +12,15 @@
 //! Strict FIFO: a big calculation at the head waits for budget rather than
 //! being overtaken forever by small ones.
 //!
-//! Supervision: each calculation runs in a [`Calculator`] actor linked to
-//! this one. If one fails, its slot and budget are released and the
-//! requester gets `error`; nothing else is affected.
+//! Cancelled requests (the requester left) give their queue slot back at
+//! once: the queue is purged of them before every admission decision, so a
+//! queue full of requests nobody waits for never answers `busy`.
+//!
+//! Each calculation runs on its own thread ([`super::calculator`]), which
+//! reports here by cast, exactly once, even if it panics. This actor is
+//! supervised by the root ([`crate::supervisor`]); if it fails, its state is
+//! dropped, which cancels every queued and running calculation, and each
+//! requester's reply channel closes (the connection answers `error`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -24,11 +30,11 @@ use std::time::Duration;
 use actorchat_calc::{Limits, Rejection, Request, abbreviate, admit};
 use actorchat_protocol::{CalcResult, CalcStatus};
 use axum::body::Bytes;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use super::calculator::{Calculator, CalculatorArgs, Finished, Outcome};
+use super::calculator::{self, CalculatorArgs, Finished, Outcome};
 use super::{CancelFlag, ResultStore, millis, result_without_value};
 use crate::metrics::{CalcEnd, Metrics};
 
@@ -54,6 +60,7 @@ pub enum SchedulerMsg {
     Finished { job: JobId, finished: Finished },
 }
 
+#[derive(Clone)]
 pub struct SchedulerArgs {
     pub workers: usize,
     pub queue: usize,
@@ -73,10 +80,23 @@ pub struct SchedulerState {
     args: SchedulerArgs,
     next_job: JobId,
     queue: VecDeque<Job>,
-    running: HashMap<JobId, Running>,
-    /// Calculator actor id to job, for supervision events.
-    by_actor: HashMap<ActorId, JobId>,
+    running: HashMap<JobId, Job>,
     budget_in_use: u64,
+}
+
+impl Drop for SchedulerState {
+    /// Stopped or failed: nothing queued or running will be reported any
+    /// more, so stop the threads now rather than at their deadline. The
+    /// reply senders drop with the jobs, which tells each requester.
+    fn drop(&mut self) {
+        for job in self.queue.iter().chain(self.running.values()) {
+            job.cancel.cancel();
+        }
+        let calc = &self.args.metrics.calc;
+        calc.running.store(0, Relaxed);
+        calc.queued.store(0, Relaxed);
+        calc.budget_in_use.store(0, Relaxed);
+    }
 }
 
 struct Job {
@@ -86,11 +106,6 @@ struct Job {
     peak_bytes: u64,
     cancel: Arc<CancelFlag>,
     reply: oneshot::Sender<CalcResult>,
-}
-
-struct Running {
-    job: Job,
-    actor: ActorId,
 }
 
 impl Actor for CalcScheduler {
@@ -116,21 +131,8 @@ impl Actor for CalcScheduler {
             next_job: 0,
             queue: VecDeque::new(),
             running: HashMap::new(),
-            by_actor: HashMap::new(),
             budget_in_use: 0,
         })
-    }
-
-    async fn post_stop(
-        &self,
-        myself: ActorRef<SchedulerMsg>,
-        state: &mut SchedulerState,
-    ) -> Result<(), ActorProcessingErr> {
-        for running in state.running.values() {
-            running.job.cancel.cancel();
-        }
-        myself.stop_children(None);
-        Ok(())
     }
 
     async fn handle(
@@ -146,37 +148,11 @@ impl Actor for CalcScheduler {
                 cancel,
                 reply,
             } => {
-                state.submit(&myself, expr, work, cancel, reply).await;
+                state.submit(&myself, expr, work, cancel, reply);
             }
             SchedulerMsg::Finished { job, finished } => {
                 state.finish(job, finished);
-                state.start_queued(&myself).await;
-            }
-        }
-        Ok(())
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<SchedulerMsg>,
-        event: SupervisionEvent,
-        state: &mut SchedulerState,
-    ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(cell, err) = event {
-            if let Some(job) = state.by_actor.remove(&cell.get_id()) {
-                error!(job, error = %err, "calculator actor failed");
-                if let Some(running) = state.running.remove(&job) {
-                    running.job.cancel.cancel();
-                    state.release(&running.job);
-                    state.args.metrics.calc.ended(CalcEnd::Error);
-                    let result = running.job.without_value(
-                        CalcStatus::Error,
-                        Duration::ZERO,
-                        "The calculator failed unexpectedly; the server carries on.",
-                    );
-                    let _ = running.job.reply.send(result);
-                }
-                state.start_queued(&myself).await;
+                state.start_queued(&myself);
             }
         }
         Ok(())
@@ -184,7 +160,7 @@ impl Actor for CalcScheduler {
 }
 
 impl SchedulerState {
-    async fn submit(
+    fn submit(
         &mut self,
         myself: &ActorRef<SchedulerMsg>,
         expr: String,
@@ -241,8 +217,9 @@ impl SchedulerState {
             cancel,
             reply,
         };
+        self.drop_cancelled();
         if self.queue.is_empty() && self.fits(&job) {
-            self.start(myself, job).await;
+            self.start(myself, job);
         } else if self.queue.len() < self.args.queue {
             self.queue.push_back(job);
             self.args
@@ -268,22 +245,24 @@ impl SchedulerState {
             && self.budget_in_use + job.peak_bytes <= self.args.budget_bytes
     }
 
+    /// Removes queued jobs whose requester left, freeing their slots.
+    fn drop_cancelled(&mut self) {
+        let before = self.queue.len();
+        self.queue.retain(|job| !job.cancel.is_set());
+        for _ in self.queue.len()..before {
+            self.args.metrics.calc.ended(CalcEnd::Cancelled);
+        }
+    }
+
     /// Starts queued jobs, in order, while the head fits.
-    async fn start_queued(&mut self, myself: &ActorRef<SchedulerMsg>) {
+    fn start_queued(&mut self, myself: &ActorRef<SchedulerMsg>) {
+        self.drop_cancelled();
         while let Some(head) = self.queue.front() {
-            if head.cancel.is_set() {
-                // The requester left while waiting: drop it without running.
-                if let Some(job) = self.queue.pop_front() {
-                    self.args.metrics.calc.ended(CalcEnd::Cancelled);
-                    drop(job);
-                }
-                continue;
-            }
             if !self.fits(head) {
                 break;
             }
             if let Some(job) = self.queue.pop_front() {
-                self.start(myself, job).await;
+                self.start(myself, job);
             }
         }
         self.args
@@ -293,7 +272,7 @@ impl SchedulerState {
             .store(self.queue.len() as i64, Relaxed);
     }
 
-    async fn start(&mut self, myself: &ActorRef<SchedulerMsg>, job: Job) {
+    fn start(&mut self, myself: &ActorRef<SchedulerMsg>, job: Job) {
         let args = CalculatorArgs {
             job: job.id,
             request: job.request,
@@ -302,17 +281,10 @@ impl SchedulerState {
             nice: self.args.nice,
             scheduler: myself.clone(),
         };
-        match Actor::spawn_linked(None, Calculator, args, myself.get_cell()).await {
-            Ok((actor, _)) => {
+        match calculator::spawn(args) {
+            Ok(()) => {
                 self.budget_in_use += job.peak_bytes;
-                self.by_actor.insert(actor.get_id(), job.id);
-                self.running.insert(
-                    job.id,
-                    Running {
-                        job,
-                        actor: actor.get_id(),
-                    },
-                );
+                self.running.insert(job.id, job);
                 self.publish_gauges();
             }
             Err(e) => {
@@ -340,10 +312,9 @@ impl SchedulerState {
     }
 
     fn finish(&mut self, id: JobId, finished: Finished) {
-        let Some(Running { job, actor }) = self.running.remove(&id) else {
+        let Some(job) = self.running.remove(&id) else {
             return;
         };
-        self.by_actor.remove(&actor);
         self.release(&job);
         let metrics = &self.args.metrics.calc;
         if let Some(latency) = finished.cancel_latency {

@@ -67,6 +67,7 @@ impl ResultStore {
     }
 
     /// Bytes held right now.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.inner.lock().map_or(0, |inner| inner.bytes)
     }

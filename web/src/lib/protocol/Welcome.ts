@@ -7,7 +7,9 @@ export type Welcome = {
  */
 session_id: number, name: string, room: string, num_participants: number, 
 /**
- * Names of the room's members, the new member included; at most
- * [`crate::MAX_PARTICIPANTS_LISTED`] of them.
+ * Names of members already announced to the room (the new member is
+ * not among them: it arrives in the next `room_update`); at most
+ * [`crate::MAX_PARTICIPANTS_LISTED`] of them. `num_participants` counts
+ * everyone, the new member included.
  */
 participants: Array<string>, limits: Limits, };

@@ -2,6 +2,7 @@
 //! exhaustion.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -58,6 +59,30 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
 
 fn cpu_seconds(pid: u32) -> f64 {
     actorchat::metrics::cpu_seconds_of(&pid.to_string()).expect("the server's /proc stat")
+}
+
+#[test]
+fn an_invalid_setting_exits_with_status_2_and_names_the_flag() {
+    for (args, flag) in [
+        (
+            &["--calc-timeout-ms", "18446744073709551615"][..],
+            "--calc-timeout-ms",
+        ),
+        (&["--max-rooms", "0"][..], "--max-rooms"),
+        (
+            &["--allowed-origins", "evil.example"][..],
+            "--allowed-origins",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_actorchat"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test]

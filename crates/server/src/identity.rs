@@ -1,4 +1,6 @@
-//! Session identity.
+//! Session identity: the ids the server hands out and the name a session
+//! gets when the client does not choose one. (The session itself, the
+//! state a connection owns, is `Session` in [`crate::connection`].)
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 

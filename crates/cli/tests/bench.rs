@@ -2,6 +2,7 @@
 //! must add up. No test here asserts a speed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../server/tests/common/mod.rs"]
 mod common;
 
 use actorchat_bench::{BenchArgs, run_scenario};

@@ -1,5 +1,6 @@
 //! The `actorchat` binary: the chat server, and (`actorchat bench`) its load
-//! generator.
+//! generator. A crate of its own so that the server library does not depend
+//! on the load generator: this is the one place the two are wired together.
 
 use std::process::ExitCode;
 
@@ -40,6 +41,12 @@ fn main() -> ExitCode {
         Some(Command::Serve(config)) => config,
         None => cli.serve,
     };
+    // A value out of range is a usage error, like one clap refuses: status 2
+    // and a sentence naming the flag.
+    if let Err(e) = config.validate() {
+        eprintln!("actorchat: invalid configuration: {e}");
+        return ExitCode::from(2);
+    }
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

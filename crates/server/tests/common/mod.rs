@@ -74,8 +74,13 @@ impl Client {
 
     /// The next protocol frame (control frames skipped).
     pub async fn next(&mut self) -> ServerFrame {
+        self.next_within(FRAME_TIMEOUT).await
+    }
+
+    /// The next protocol frame, waiting at most `limit` for it.
+    pub async fn next_within(&mut self, limit: Duration) -> ServerFrame {
         loop {
-            let msg = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
+            let msg = tokio::time::timeout(limit, self.ws.next())
                 .await
                 .expect("timed out waiting for a frame")
                 .expect("connection ended")

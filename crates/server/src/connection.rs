@@ -305,7 +305,11 @@ impl Session {
                 delivery = self.mailbox.recv() => match delivery {
                     Delivery::Frames(frames) => {
                         let write = write_batch(tx, &frames, state);
+                        // Biased, write first: the usual write completes at
+                        // once, and then the other branches are never polled
+                        // (this runs once per delivery).
                         tokio::select! {
+                            biased;
                             result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
                                 Ok(Ok(())) => {}
                                 Ok(Err(_)) => return Exit::Gone,

@@ -60,17 +60,7 @@ pub enum RoomMsg {
     Leave { session: SessionId },
     /// Broadcast a chat message from a member. Counted in the room's
     /// [`RoomInbox`] by whoever casts it (see [`RoomHandle::chat`]).
-    Chat {
-        session: SessionId,
-        /// The sender's name if it is no longer a member: a calculation
-        /// result, or messages held behind it, that arrive after the sender
-        /// joined another room still go to the room they were written in.
-        departed_name: Option<String>,
-        text: String,
-        client_id: Option<String>,
-        sent_at: Option<u64>,
-        calc: Option<CalcResult>,
-    },
+    Chat(ChatIn),
     /// A member changed its display name.
     Rename { session: SessionId, name: String },
     /// Timer: send the pending `room_update`.
@@ -109,6 +99,9 @@ pub(crate) enum ChatRefused {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChatIn {
     pub session: SessionId,
+    /// The sender's name if it is no longer a member: a calculation
+    /// result, or messages held behind it, that arrive after the sender
+    /// joined another room still go to the room they were written in.
     pub departed_name: Option<String>,
     pub text: String,
     pub client_id: Option<String>,
@@ -125,23 +118,7 @@ impl RoomHandle {
             self.inbox.0.fetch_sub(1, Relaxed);
             return Err(ChatRefused::Busy);
         }
-        let ChatIn {
-            session,
-            departed_name,
-            text,
-            client_id,
-            sent_at,
-            calc,
-        } = chat;
-        let msg = RoomMsg::Chat {
-            session,
-            departed_name,
-            text,
-            client_id,
-            sent_at,
-            calc,
-        };
-        if self.actor.cast(msg).is_err() {
+        if self.actor.cast(RoomMsg::Chat(chat)).is_err() {
             self.inbox.0.fetch_sub(1, Relaxed);
             return Err(ChatRefused::Gone);
         }
@@ -278,32 +255,17 @@ impl Actor for Room {
                 let _ = reply.send(());
             }
             RoomMsg::Leave { session } => state.leave(&myself, session),
-            RoomMsg::Chat {
-                session,
-                departed_name,
-                text,
-                client_id,
-                sent_at,
-                calc,
-            } => {
+            RoomMsg::Chat(chat) => {
                 state.inbox.0.fetch_sub(1, Relaxed);
-                if state.settings.panic_phrase.as_deref() == Some(text.as_str()) {
+                if state.settings.panic_phrase.as_deref() == Some(chat.text.as_str()) {
                     panic!(
                         "fault injection: room {} received the panic phrase",
                         state.name
                     );
                 }
-                if state.settings.pause_phrase.as_deref() == Some(text.as_str()) {
+                if state.settings.pause_phrase.as_deref() == Some(chat.text.as_str()) {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                let chat = ChatIn {
-                    session,
-                    departed_name,
-                    text,
-                    client_id,
-                    sent_at,
-                    calc,
-                };
                 state.chat(&myself, chat);
             }
             RoomMsg::Rename { session, name } => state.rename(&myself, session, name),

@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use actorchat_protocol::{ClientFrame, ServerFrame};
-use common::{Client, FRAME_TIMEOUT, config, server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use common::{Client, config, http_response, server};
 
 #[tokio::test]
 async fn a_join_to_the_current_room_changes_nothing() {
@@ -71,15 +69,7 @@ async fn a_join_to_another_room_still_moves_the_session() {
 
 /// GET with a given Host header; returns the status and the headers (names lower-cased).
 async fn head_of(addr: SocketAddr, path: &str, host: &str) -> (u16, HashMap<String, String>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(FRAME_TIMEOUT, stream.read_to_end(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
+    let text = http_response(addr, path, host).await;
     let (head, _) = text.split_once("\r\n\r\n").unwrap();
     let mut lines = head.lines();
     let status = lines

@@ -152,18 +152,24 @@ fn dummy_welcome() -> Welcome {
     }
 }
 
-/// Fetches a path over plain HTTP/1.1 and returns (status, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// GETs a path over plain HTTP/1.1 with the given `Host` header; returns
+/// the whole response as text.
+pub async fn http_response(addr: SocketAddr, path: &str, host: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(FRAME_TIMEOUT, stream.read_to_end(&mut response))
         .await
         .unwrap()
         .unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Fetches a path over plain HTTP/1.1 and returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let text = http_response(addr, path, &addr.to_string()).await;
     let status = text.split(' ').nth(1).unwrap().parse().unwrap();
     let body = text
         .split_once("\r\n\r\n")

@@ -412,12 +412,7 @@ describe('web client', { timeout: 600_000 }, () => {
   });
 
     for (const [label, viewport] of VIEWPORTS) {
-  // At 390×844 axe finds one serious violation on /test.html today
-  // (scrollable-region-focusable: the #log region scrolls but cannot be
-  // focused), so the phone run is marked todo: it runs and reports, without
-  // failing the suite, until crates/server/static/test.html is fixed.
-  const testPageTodo = 'phone: axe scrollable-region-focusable on #log in /test.html (not fixed yet)';
-  it(`${label}: /test.html connects, sends and shows the echo`, { timeout: 120_000, todo: label === 'phone' ? testPageTodo : false }, async () => {
+  it(`${label}: /test.html connects, sends and shows the echo`, { timeout: 120_000 }, async () => {
       const context = await browser.newContext({ viewport });
       try {
         const page = await context.newPage();
@@ -501,13 +496,7 @@ describe('web client', { timeout: 600_000 }, () => {
   }
 
     for (const [label, viewport] of VIEWPORTS) {
-  // At 390×844 the aligned-text assertion usually fails today: the text of the
-  // newest row (a new author, here the reader's own message) starts at x=116
-  // while the others start at 12, even once the row is confirmed. It passed 2
-  // of 5 runs, so the phone run is marked todo (it still runs and reports)
-  // until the phone layout is fixed.
-  const basicsTodo = 'phone: message text not aligned (x 12 vs 116 for a new author\'s row)';
-  it(`${label}: chat basics: links, multi-line, counter, show more, grouping and aligned text`, { timeout: 120_000, todo: label === 'phone' ? basicsTodo : false }, async () => {
+  it(`${label}: chat basics: links, multi-line, counter, show more, grouping and aligned text`, { timeout: 120_000 }, async () => {
       const room = uniqueRoom();
       const a = await openClient(browser, server.url, { name: 'Ada', room, viewport });
       const b = await openClient(browser, server.url, { name: 'Grace', room, viewport });

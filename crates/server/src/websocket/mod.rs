@@ -179,9 +179,7 @@ impl Reader {
                 // idle connection keeps only `read` bytes.
                 *buf = BytesMut::new();
             }
-            if buf.capacity() - buf.len() < 64 {
-                buf.reserve(read_size.max(buf.len()));
-            }
+            make_room(buf, read_size);
             let read = self.io.read_buf(buf);
             let n = match deadline {
                 // Boxed: the timer exists only while a frame is unfinished,
@@ -212,14 +210,20 @@ impl Reader {
                 Err(_) => self.decoder.reset(),
             }
             let buf = self.decoder.buffer();
-            if buf.capacity() - buf.len() < 64 {
-                buf.reserve(self.read.max(buf.len()));
-            }
+            make_room(buf, self.read);
             match self.io.read_buf(buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
         }
+    }
+}
+
+/// Room for the next read: `read` bytes at first, then doubling with what
+/// has arrived, never with the length a frame header announces.
+fn make_room(buf: &mut BytesMut, read: usize) {
+    if buf.capacity() - buf.len() < 64 {
+        buf.reserve(read.max(buf.len()));
     }
 }
 

@@ -93,6 +93,10 @@ async fn client(socket: WebSocket, room: broadcast::Sender<Utf8Bytes>) {
             max_frame_bytes: 16 * 1024,
             max_messages_per_sec: 1000,
         },
+        epoch: "lean".into(),
+        last_id: 0,
+        recovered: None,
+        history: vec![],
     });
     if tx
         .send(Message::Text(welcome.to_json().into()))

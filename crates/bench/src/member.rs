@@ -371,7 +371,7 @@ fn on_text(
         Ok(ServerFrame::RoomUpdate(_)) => {
             shared.room_updates.fetch_add(1, Relaxed);
         }
-        Ok(ServerFrame::Welcome(_)) => {}
+        Ok(ServerFrame::Welcome(_) | ServerFrame::History(_)) => {}
         Err(_) => {
             stats.other_errors.fetch_add(1, Relaxed);
         }

@@ -30,5 +30,28 @@ pub enum ClientFrame {
     /// Rename this session; the room is told in its next `room_update`.
     SetName { name: String },
     /// Leave the current room and join this one; answered with a `welcome`.
-    Join { room: String },
+    /// With `since`, resume: the `welcome` carries every message after
+    /// `since.id` if it can (`recovered: true`).
+    Join {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        since: Option<Since>,
+    },
+    /// Ask for up to `limit` (1 to 100) messages of the current room older
+    /// than `before`; answered with a `history` frame.
+    History {
+        #[ts(type = "number")]
+        before: u64,
+        limit: u32,
+    },
+}
+
+/// Where a resuming client stopped: the last id it has, in the stream `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Since {
+    #[ts(type = "number")]
+    pub id: u64,
+    pub epoch: String,
 }

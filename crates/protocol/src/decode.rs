@@ -11,9 +11,10 @@ use serde::Deserialize;
 use serde_json::error::Category;
 
 use crate::limits::{
-    MAX_CLIENT_ID_CHARS, MAX_INTEGER, MAX_TEXT_CHARS, validate_name, validate_room,
+    MAX_CLIENT_ID_CHARS, MAX_EPOCH_CHARS, MAX_HISTORY_PAGE, MAX_INTEGER, MAX_TEXT_CHARS,
+    validate_name, validate_room,
 };
-use crate::{ClientFrame, ErrorCode};
+use crate::{ClientFrame, ErrorCode, Since};
 
 /// Why a client frame was refused: the wire error code plus a sentence for
 /// the person (or developer) on the other end.
@@ -61,6 +62,14 @@ struct SetNameFields {
 #[derive(Deserialize)]
 struct JoinFields {
     room: String,
+    #[serde(default)]
+    since: Option<Since>,
+}
+
+#[derive(Deserialize)]
+struct HistoryFields {
+    before: u64,
+    limit: u32,
 }
 
 /// Decodes one text frame from a client and validates every field.
@@ -106,12 +115,35 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
         "join" => {
             let f: JoinFields = fields(text, "join")?;
             validate_room(&f.room).map_err(|m| DecodeError::new(ErrorCode::InvalidRoom, m))?;
-            Ok(ClientFrame::Join { room: f.room })
+            if let Some(since) = &f.since {
+                check_since(since)?;
+            }
+            Ok(ClientFrame::Join {
+                room: f.room,
+                since: f.since,
+            })
+        }
+        "history" => {
+            let f: HistoryFields = fields(text, "history")?;
+            check_integer("before", f.before)?;
+            if !(1..=MAX_HISTORY_PAGE).contains(&f.limit) {
+                return Err(DecodeError::new(
+                    ErrorCode::InvalidField,
+                    format!(
+                        "\"limit\" must be from 1 to {MAX_HISTORY_PAGE}; got {}.",
+                        f.limit
+                    ),
+                ));
+            }
+            Ok(ClientFrame::History {
+                before: f.before,
+                limit: f.limit,
+            })
         }
         other => Err(DecodeError::new(
             ErrorCode::UnknownType,
             format!(
-                "Unknown frame type {:?}; expected chat, ping, set_name or join.",
+                "Unknown frame type {:?}; expected chat, ping, set_name, join or history.",
                 truncate(other, 40)
             ),
         )),
@@ -159,6 +191,19 @@ fn chat(f: ChatFields) -> Result<ClientFrame, DecodeError> {
         client_id: f.client_id,
         sent_at: f.sent_at,
     })
+}
+
+/// Checks a resume point; shared with the `/ws?since=&epoch=` query.
+pub fn check_since(since: &Since) -> Result<(), DecodeError> {
+    check_integer("since.id", since.id)?;
+    let n = since.epoch.chars().count();
+    if n == 0 || n > MAX_EPOCH_CHARS {
+        return Err(DecodeError::new(
+            ErrorCode::InvalidField,
+            format!("\"since.epoch\" has 1 to {MAX_EPOCH_CHARS} characters; this one has {n}."),
+        ));
+    }
+    Ok(())
 }
 
 fn fields<'a, T: Deserialize<'a>>(text: &'a str, kind: &str) -> Result<T, DecodeError> {
@@ -259,7 +304,25 @@ mod tests {
         assert_eq!(
             decode_client_frame(r#"{"type":"join","room":"rust"}"#),
             Ok(ClientFrame::Join {
-                room: "rust".into()
+                room: "rust".into(),
+                since: None
+            })
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"type":"join","room":"rust","since":{"id":4,"epoch":"e1"}}"#),
+            Ok(ClientFrame::Join {
+                room: "rust".into(),
+                since: Some(Since {
+                    id: 4,
+                    epoch: "e1".into()
+                })
+            })
+        );
+        assert_eq!(
+            decode_client_frame(r#"{"type":"history","before":40,"limit":100}"#),
+            Ok(ClientFrame::History {
+                before: 40,
+                limit: 100
             })
         );
         // An escaped tag still decodes.
@@ -300,6 +363,30 @@ mod tests {
         assert_eq!(
             code(r#"{"type":"join","room":"a b"}"#),
             ErrorCode::InvalidRoom
+        );
+        assert_eq!(
+            code(r#"{"type":"history","before":40,"limit":0}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"history","before":40,"limit":101}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"history","limit":5}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"a","since":{"id":1,"epoch":""}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"a","since":{"id":-1,"epoch":"e"}}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"a","since":7}"#),
+            ErrorCode::InvalidField
         );
         let long = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(4001));
         assert_eq!(code(&long), ErrorCode::TextTooLong);
@@ -342,7 +429,7 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_json_like_text(s in r#"\{("type":"(chat|ping|join|set_name|x)",?)?("(text|nonce|room|name|client_id|sent_at)":("[^"]{0,8}"|-?[0-9]{1,20}|null|true|\[\]|\{\}),?){0,4}\}"#) {
+        fn never_panics_on_json_like_text(s in r#"\{("type":"(chat|ping|join|set_name|history|x)",?)?("(text|nonce|room|name|client_id|sent_at|before|limit|since)":("[^"]{0,8}"|-?[0-9]{1,20}|null|true|\[\]|\{\}),?){0,4}\}"#) {
             let _ = decode_client_frame(&s);
         }
 

@@ -17,15 +17,15 @@ mod decode;
 mod limits;
 mod server;
 
-pub use client::ClientFrame;
-pub use decode::{DecodeError, decode_client_frame};
+pub use client::{ClientFrame, Since};
+pub use decode::{DecodeError, check_since, decode_client_frame};
 pub use limits::{
-    MAX_CLIENT_ID_CHARS, MAX_INTEGER, MAX_NAME_CHARS, MAX_PARTICIPANTS_LISTED, MAX_ROOM_CHARS,
-    MAX_TEXT_CHARS, validate_name, validate_room,
+    MAX_CLIENT_ID_CHARS, MAX_EPOCH_CHARS, MAX_HISTORY_PAGE, MAX_INTEGER, MAX_NAME_CHARS,
+    MAX_PARTICIPANTS_LISTED, MAX_ROOM_CHARS, MAX_TEXT_CHARS, validate_name, validate_room,
 };
 pub use server::{
-    CalcResult, CalcStatus, ChatMessage, ErrorCode, ErrorFrame, Limits, Pong, Rename, RoomUpdate,
-    ServerFrame, Welcome,
+    CalcResult, CalcStatus, ChatFrame, ChatMessage, ErrorCode, ErrorFrame, HistoryPage, Limits,
+    Pong, Rename, RoomUpdate, ServerFrame, Welcome,
 };
 
 /// Close codes the server uses, named for the policy that sends them.

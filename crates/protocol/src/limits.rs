@@ -16,6 +16,10 @@ pub const MAX_ROOM_CHARS: usize = 64;
 /// At most this many names are listed in a `welcome`; `num_participants`
 /// always has the true count. Keeps a join into a huge room O(1) in size.
 pub const MAX_PARTICIPANTS_LISTED: usize = 200;
+/// Most messages one `history` request (or `GET /rooms/{room}/messages`) returns.
+pub const MAX_HISTORY_PAGE: u32 = 100;
+/// Longest epoch a client may send back in `since`; the server's are 16.
+pub const MAX_EPOCH_CHARS: usize = 64;
 /// Largest integer accepted for `sent_at` and `nonce`: 2^53, the largest
 /// integer a JavaScript number holds exactly.
 pub const MAX_INTEGER: u64 = 1 << 53;

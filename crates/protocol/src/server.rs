@@ -18,6 +18,8 @@ pub enum ServerFrame {
     Pong(Pong),
     /// Something the client sent was refused; sent to that client only.
     Error(ErrorFrame),
+    /// One page of earlier messages: the answer to a client's `history`.
+    History(HistoryPage),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -35,6 +37,33 @@ pub struct Welcome {
     /// everyone, the new member included.
     pub participants: Vec<String>,
     pub limits: Limits,
+    /// Names the room's stream. It changes only when the stream was lost
+    /// (the data directory was deleted, or `memory` storage restarted); a
+    /// client resuming with another epoch cannot be recovered.
+    pub epoch: String,
+    /// The room's newest message id, 0 if it has none.
+    #[ts(type = "number")]
+    pub last_id: u64,
+    /// `null` when the client did not ask to resume; `true` when `history`
+    /// holds exactly every message after the client's `since` id; `false`
+    /// when it could not (another epoch, or too many missed), and `history`
+    /// holds the latest messages instead: what the client shows is stale.
+    pub recovered: Option<bool>,
+    /// Earlier messages, oldest first: the latest few on a plain join, the
+    /// missed ones on a recovered resume. Always the last field: the server
+    /// splices a room's shared, pre-encoded history in here.
+    pub history: Vec<ChatFrame>,
+}
+
+/// A `chat` frame inside another frame (`welcome.history`,
+/// `history.messages`): exactly the bytes that were broadcast, `"type"`
+/// included, so the server replays stored frames without decoding them and
+/// a client handles them like live ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[ts(export)]
+pub enum ChatFrame {
+    Chat(ChatMessage),
 }
 
 /// The limits this server enforces, so a client can check before sending.
@@ -124,6 +153,16 @@ pub struct Rename {
     pub to: String,
 }
 
+/// Earlier messages of a room, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct HistoryPage {
+    pub room: String,
+    pub messages: Vec<ChatFrame>,
+    /// Whether older messages than the first of `messages` are stored.
+    pub has_more: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[ts(export)]
 pub struct Pong {
@@ -160,11 +199,14 @@ pub enum ErrorCode {
     RoomLimit,
     /// The room's inbox is full (`--room-inbox`): the chat was not broadcast.
     RoomBusy,
+    /// The message could not be stored (the disk is full or failing): it was
+    /// not broadcast. Try again later.
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that want a zero for each.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -175,6 +217,7 @@ impl ErrorCode {
         ErrorCode::CalcBusy,
         ErrorCode::RoomLimit,
         ErrorCode::RoomBusy,
+        ErrorCode::Unavailable,
     ];
 
     /// The wire name, also used as a metrics label.
@@ -190,6 +233,7 @@ impl ErrorCode {
             ErrorCode::CalcBusy => "calc_busy",
             ErrorCode::RoomLimit => "room_limit",
             ErrorCode::RoomBusy => "room_busy",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -504,7 +504,9 @@ impl Session {
                 });
                 None
             }
-            ClientFrame::Join { room } => self.join(state, tx, room).await,
+            ClientFrame::Join { room, .. } => self.join(state, tx, room).await,
+            // Issue 11 in progress: scroll-back is answered once rooms have streams.
+            ClientFrame::History { .. } => None,
         }
     }
 

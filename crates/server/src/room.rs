@@ -314,6 +314,10 @@ impl RoomState {
             num_participants: u32::try_from(num_participants).unwrap_or(u32::MAX),
             participants,
             limits: self.settings.limits,
+            epoch: String::new(),
+            last_id: 0,
+            recovered: None,
+            history: Vec::new(),
         });
         if member.offer(&Bytes::from(welcome.to_json())).is_err() {
             return; // already gone

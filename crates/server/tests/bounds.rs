@@ -24,6 +24,7 @@ async fn join(client: &mut Client, room: &str) {
     client
         .send(&ClientFrame::Join {
             room: room.to_owned(),
+            since: None,
         })
         .await;
 }

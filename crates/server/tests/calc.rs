@@ -295,7 +295,11 @@ async fn a_join_while_calculating_sends_the_result_and_held_messages_to_the_room
     let mut c = Client::connect(addr, "c", "new").await;
     a.chat("20!").await;
     a.chat("written in old").await;
-    a.send(&ClientFrame::Join { room: "new".into() }).await;
+    a.send(&ClientFrame::Join {
+        room: "new".into(),
+        since: None,
+    })
+    .await;
     a.next_matching(|f| matches!(f, ServerFrame::Welcome(w) if w.room == "new").then_some(()))
         .await;
     a.chat("written in new").await;

@@ -181,7 +181,11 @@ async fn join_moves_to_another_room_with_a_new_welcome() {
     let addr = server.local_addr();
     let mut a = Client::connect(addr, "a", "one").await;
     let mut b = Client::connect(addr, "b", "two").await;
-    a.send(&ClientFrame::Join { room: "two".into() }).await;
+    a.send(&ClientFrame::Join {
+        room: "two".into(),
+        since: None,
+    })
+    .await;
     let welcome = a
         .next_matching(|f| match f {
             ServerFrame::Welcome(w) => Some(w),

@@ -20,6 +20,7 @@ async fn a_join_to_the_current_room_changes_nothing() {
 
     ada.send(&ClientFrame::Join {
         room: "same".into(),
+        since: None,
     })
     .await;
     ada.chat("after the repeated join").await;
@@ -55,6 +56,7 @@ async fn a_join_to_another_room_still_moves_the_session() {
     let mut ada = Client::connect(server.local_addr(), "Ada", "here").await;
     ada.send(&ClientFrame::Join {
         room: "there".into(),
+        since: None,
     })
     .await;
     let welcome = ada

@@ -149,6 +149,10 @@ fn dummy_welcome() -> Welcome {
             max_frame_bytes: 0,
             max_messages_per_sec: 0,
         },
+        epoch: String::new(),
+        last_id: 0,
+        recovered: None,
+        history: vec![],
     }
 }
 

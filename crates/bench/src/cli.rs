@@ -27,6 +27,15 @@ pub enum Scenario {
     /// Chatters and pingers, first alone, then while other clients keep the
     /// calculator busy; report chat and ping latency for both phases.
     CalcMix(CalcMixArgs),
+    /// Persisted ingest: many small rooms (default 500 × 4 members), every
+    /// member sending; report messages persisted per second, commit batch
+    /// sizes and latency (server histograms), delivery latency and loss.
+    Ingest(IngestArgs),
+    /// Resume after reconnect: members chat in one room while "droppers"
+    /// close their sockets abruptly and come back with `since`; check that
+    /// every client got every message exactly once, in order (exit status 1
+    /// if not), and report resume latency.
+    Reconnect(ReconnectArgs),
     /// Internal: one worker process of `--procs N`; reads its part of the
     /// plan on stdin and answers on stdout.
     #[command(hide = true)]
@@ -179,6 +188,56 @@ pub struct CalcMixArgs {
     pub text_bytes: usize,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Rooms (`{room}-0` … `{room}-{N-1}`).
+    #[arg(long, default_value_t = 500)]
+    pub rooms: u32,
+    /// Members per room; every member sends.
+    #[arg(long, default_value_t = 4)]
+    pub members: u32,
+    /// Messages per second per member (the server allows 20 per
+    /// connection); the total is rooms × members × rate.
+    #[arg(long, short = 'r', default_value_t = 10.0)]
+    pub rate: f64,
+    /// How long to send.
+    #[arg(long, short = 'd', default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Chat text length, bytes.
+    #[arg(long, default_value_t = 64)]
+    pub text_bytes: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReconnectArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Clients in the room, droppers included.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub clients: u32,
+    /// How many of them repeatedly drop and resume (the others chat).
+    #[arg(long, default_value_t = 5)]
+    pub droppers: u32,
+    /// Messages per second per chatting client.
+    #[arg(long, short = 'r', default_value_t = 5.0)]
+    pub rate: f64,
+    /// How long the others chat (droppers drop meanwhile).
+    #[arg(long, short = 'd', default_value = "20s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How long a dropper stays connected between drops (each stay is
+    /// jittered by ±50 %).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub connected: Duration,
+    /// How long a dropper stays away before resuming.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub pause: Duration,
+    /// Chat text length, bytes.
+    #[arg(long, default_value_t = 64)]
+    pub text_bytes: usize,
+}
+
 impl BenchArgs {
     /// Parses `bench` arguments without the program name, e.g.
     /// `["fanout", "--url", "ws://127.0.0.1:3000", "--clients", "5"]`.
@@ -206,6 +265,8 @@ impl BenchArgs {
             Scenario::Fanout(a) => Some(&a.common),
             Scenario::Capacity(a) => Some(&a.common),
             Scenario::CalcMix(a) => Some(&a.common),
+            Scenario::Ingest(a) => Some(&a.common),
+            Scenario::Reconnect(a) => Some(&a.common),
             Scenario::Worker => None,
         }
     }
@@ -277,6 +338,17 @@ mod tests {
             panic!("not calc-mix")
         };
         assert_eq!(c.exprs, vec!["10!".to_owned(), "20!".to_owned()]);
+        let i = BenchArgs::from_cli(["ingest", "--rooms", "3", "--rate", "2.5"]).unwrap();
+        let Scenario::Ingest(i) = &i.scenario else {
+            panic!("not ingest")
+        };
+        assert_eq!((i.rooms, i.members, i.rate), (3, 4, 2.5));
+        let r = BenchArgs::from_cli(["reconnect", "--droppers", "2", "--pause", "100ms"]).unwrap();
+        let Scenario::Reconnect(r) = &r.scenario else {
+            panic!("not reconnect")
+        };
+        assert_eq!((r.clients, r.droppers), (20, 2));
+        assert_eq!(r.pause, Duration::from_millis(100));
         assert!(BenchArgs::from_cli(["worker"]).is_ok());
         assert!(BenchArgs::from_cli(["nope"]).is_err());
         assert!(BenchArgs::from_cli(["connections", "--source-ips", "x"]).is_err());

@@ -81,19 +81,28 @@ pub async fn connect(
     read_buffer: usize,
     timeout: Duration,
 ) -> Result<(Ws, Welcome), ConnectError> {
-    tokio::time::timeout(
-        timeout,
-        connect_inner(target, source, name, room, read_buffer),
-    )
-    .await
-    .unwrap_or(Err(ConnectError::Timeout))
+    let path = target.ws_path(name, room);
+    connect_path(target, source, &path, read_buffer, timeout).await
+}
+
+/// Connects one client to the WebSocket `path` (with its query, e.g. from
+/// [`Target::resume_path`]) and waits for its `welcome`.
+pub async fn connect_path(
+    target: &Target,
+    source: Option<IpAddr>,
+    path: &str,
+    read_buffer: usize,
+    timeout: Duration,
+) -> Result<(Ws, Welcome), ConnectError> {
+    tokio::time::timeout(timeout, connect_inner(target, source, path, read_buffer))
+        .await
+        .unwrap_or(Err(ConnectError::Timeout))
 }
 
 async fn connect_inner(
     target: &Target,
     source: Option<IpAddr>,
-    name: &str,
-    room: &str,
+    path: &str,
     read_buffer: usize,
 ) -> Result<(Ws, Welcome), ConnectError> {
     let socket = match target.addr {
@@ -106,8 +115,7 @@ async fn connect_inner(
     }
     let stream = socket.connect(target.addr).await.map_err(io_error)?;
     stream.set_nodelay(true).map_err(io_error)?;
-    let path = target.ws_path(name, room);
-    let mut ws = Ws::handshake(stream, &target.authority, &path, read_buffer)
+    let mut ws = Ws::handshake(stream, &target.authority, path, read_buffer)
         .await
         .map_err(ws_error)?;
     let welcome = match ws.recv().await.map_err(ws_error)? {

@@ -32,6 +32,10 @@ pub struct FleetPlan {
     pub members: u32,
     /// Clients in the calculation room.
     pub calcers: u32,
+    /// Main-room members are spread over this many rooms, member `g` in
+    /// room `g % rooms` (see [`FleetPlan::member_room`]); 0 or 1: one room.
+    #[serde(default)]
+    pub rooms: u32,
     pub room: String,
     pub calc_room: String,
     /// Client `g` is named `{name_prefix}{g}`.
@@ -49,6 +53,16 @@ pub struct FleetPlan {
 impl FleetPlan {
     pub fn total(&self) -> u32 {
         self.members + self.calcers
+    }
+
+    /// The room main-room member `global` joins: `room`, or `{room}-{r}`
+    /// with `r = global % rooms` when the members are spread over rooms.
+    pub fn member_room(&self, global: u32) -> String {
+        if self.rooms > 1 {
+            format!("{}-{}", self.room, global % self.rooms)
+        } else {
+            self.room.clone()
+        }
     }
 
     fn member(&self, global: u32) -> Member {
@@ -132,7 +146,7 @@ impl Phase {
             end: now,
             start_unix_us: clock::now_us(),
             text: String::new(),
-            stats: Arc::new(PhaseStats::new(0)),
+            stats: Arc::new(PhaseStats::new(0, 0)),
             close,
         }
     }
@@ -225,7 +239,7 @@ impl Fleet {
             attempted += 1;
             let member = plan.member(global);
             let room = match member.role {
-                Role::Chat { .. } => plan.room.clone(),
+                Role::Chat { .. } => plan.member_room(global),
                 Role::Calc { .. } => plan.calc_room.clone(),
             };
             let name = format!("{}{global}", plan.name_prefix);
@@ -310,7 +324,10 @@ impl Fleet {
         let start = clock::instant_at(spec.start_unix_us);
         let end = start + Duration::from_millis(spec.duration_ms);
         let deadline = end + Duration::from_millis(spec.grace_ms);
-        let stats = Arc::new(PhaseStats::new(self.shared.members_alive.load(Relaxed)));
+        let stats = Arc::new(PhaseStats::new(
+            self.shared.members_alive.load(Relaxed),
+            u64::from(spec.room_size),
+        ));
         let text = chat_text(spec.text_bytes);
         let ping_all = spec.ping_all;
         self.tx.send_replace(Arc::new(Phase {
@@ -373,6 +390,37 @@ mod tests {
         assert_eq!(chat_text(4).len(), 4);
         assert_eq!(chat_text(1 << 20).len(), actorchat_protocol::MAX_TEXT_CHARS);
         assert!(!chat_text(44).ends_with(' '));
+    }
+
+    #[test]
+    fn members_spread_over_rooms_round_robin() {
+        let mut plan = FleetPlan {
+            url: "ws://x".into(),
+            members: 8,
+            calcers: 0,
+            rooms: 4,
+            room: "bench-1".into(),
+            calc_room: "bench-1-calc".into(),
+            name_prefix: "b".into(),
+            ramp_rate: 1.0,
+            source_ips: Vec::new(),
+            read_buffer: 4096,
+            max_pending: 1,
+            connect_timeout_ms: 1,
+        };
+        assert_eq!(plan.member_room(0), "bench-1-0");
+        assert_eq!(plan.member_room(5), "bench-1-1");
+        let in_room_3 = (0..8)
+            .filter(|g| plan.member_room(*g) == "bench-1-3")
+            .count();
+        assert_eq!(in_room_3, 2);
+        plan.rooms = 1;
+        assert_eq!(plan.member_room(5), "bench-1");
+        // Older worker plans without the field still parse.
+        let mut json = serde_json::to_value(&plan).unwrap();
+        json.as_object_mut().unwrap().remove("rooms");
+        let back: FleetPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back.rooms, 0);
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod clock;
 mod driver;
 mod error;
 mod fleet;
+mod history_summary;
 mod limits;
 mod member;
 pub mod metrics;
@@ -34,6 +35,7 @@ mod phase;
 mod progress;
 pub mod report;
 mod scenario;
+mod sequence;
 mod stamp;
 pub mod stats;
 pub mod summary;
@@ -45,16 +47,21 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub use cli::{
-    BenchArgs, CalcMixArgs, CapacityArgs, CommonArgs, ConnectionsArgs, FanoutArgs, Scenario,
+    BenchArgs, CalcMixArgs, CapacityArgs, CommonArgs, ConnectionsArgs, FanoutArgs, IngestArgs,
+    ReconnectArgs, Scenario,
 };
 pub use error::BenchError;
 pub use limits::ClientLimit;
 pub use stats::Latency;
-pub use summary::{CapacitySummary, PhaseSummary, ServerSummary, Summary};
+pub use summary::{
+    CapacitySummary, IngestSummary, PhaseSummary, ReconnectSummary, ServerSummary, Summary,
+};
 
 /// Runs `actorchat bench ...` to completion: builds a multi-threaded tokio
 /// runtime, runs the scenario, prints the summary (a table, or JSON with
-/// `--json`) and writes the `--report`. Errors go to stderr.
+/// `--json`) and writes the `--report`. Errors go to stderr. The status is
+/// a failure also when the run completed but a check failed
+/// ([`Summary::failures`], e.g. a gap found by `reconnect`).
 pub fn run(args: BenchArgs) -> ExitCode {
     limits::raise_nofile();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -74,10 +81,11 @@ pub fn run(args: BenchArgs) -> ExitCode {
     };
     runtime.shutdown_timeout(Duration::from_secs(1));
     match result.and_then(|summary| match summary {
-        Some(summary) => output(&args, &summary),
-        None => Ok(()),
+        Some(summary) => output(&args, &summary).map(|()| summary.failures.is_empty()),
+        None => Ok(true),
     }) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("actorchat bench: {e}");
             ExitCode::FAILURE
@@ -108,6 +116,8 @@ pub async fn run_scenario(args: &BenchArgs) -> Result<Summary, BenchError> {
         Scenario::Fanout(a) => scenario::fanout::run(a).await,
         Scenario::Capacity(a) => scenario::capacity::run(a).await,
         Scenario::CalcMix(a) => scenario::calc_mix::run(a).await,
+        Scenario::Ingest(a) => scenario::ingest::run(a).await,
+        Scenario::Reconnect(a) => scenario::reconnect::run(a).await,
         Scenario::Worker => Err(BenchError::InvalidOption(
             "`worker` is internal to --procs".into(),
         )),

@@ -358,6 +358,9 @@ fn on_text(
             ErrorCode::RateLimited => {
                 stats.rate_limited.fetch_add(1, Relaxed);
             }
+            ErrorCode::Unavailable => {
+                stats.unavailable.fetch_add(1, Relaxed);
+            }
             ErrorCode::CalcBusy => {
                 stats.calc_busy.fetch_add(1, Relaxed);
                 duties.calc_waiting = None;

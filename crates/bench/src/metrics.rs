@@ -52,6 +52,37 @@ impl Exposition {
             .map(|s| s.value)
     }
 
+    /// The histogram `name` (its `_bucket`, `_sum` and `_count` samples,
+    /// summed over any labels other than `le`), or `None` if not exposed.
+    pub fn histogram(&self, name: &str) -> Option<PromHistogram> {
+        let bucket = format!("{name}_bucket");
+        let mut bounds: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
+        for s in self.samples.iter().filter(|s| s.name == bucket) {
+            let Some((_, le)) = s.labels.iter().find(|(k, _)| k == "le") else {
+                continue;
+            };
+            let Ok(le) = le.parse::<f64>() else {
+                continue;
+            };
+            if !le.is_finite() {
+                continue;
+            }
+            // Keyed by the bound's bits so equal bounds of several label
+            // sets add up; positive floats order like their bits.
+            let entry = bounds.entry(le.to_bits()).or_insert((le, 0.0));
+            entry.1 += s.value;
+        }
+        let count = self.get(&format!("{name}_count"))?;
+        let sum = self.get(&format!("{name}_sum"))?;
+        let mut buckets: Vec<(f64, f64)> = bounds.into_values().collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Some(PromHistogram {
+            buckets,
+            sum,
+            count,
+        })
+    }
+
     /// Every value of `label` on samples named `name`, summed per label value.
     pub fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
@@ -63,6 +94,95 @@ impl Exposition {
         out
     }
 }
+
+/// A Prometheus histogram as exposed: cumulative bucket counts by upper
+/// bound (`le`), the sum and the count of observations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromHistogram {
+    /// `(le, cumulative count)` of the finite bounds, ascending by `le`
+    /// (the `+Inf` bucket is `count`; JSON has no infinity).
+    pub buckets: Vec<(f64, f64)>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+impl PromHistogram {
+    /// What was observed between `before` and `self` (both scraped from the
+    /// same server): bucket by bucket, sum and count.
+    pub fn since(&self, before: &PromHistogram) -> PromHistogram {
+        let earlier = |le: f64| {
+            before
+                .buckets
+                .iter()
+                .find(|(b, _)| b.to_bits() == le.to_bits())
+                .map_or(0.0, |(_, n)| *n)
+        };
+        PromHistogram {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|&(le, n)| (le, (n - earlier(le)).max(0.0)))
+                .collect(),
+            sum: (self.sum - before.sum).max(0.0),
+            count: (self.count - before.count).max(0.0),
+        }
+    }
+
+    /// The mean observation, `None` if there was none.
+    pub fn mean(&self) -> Option<f64> {
+        (self.count > 0.0).then(|| self.sum / self.count)
+    }
+
+    /// Estimates the `q` quantile as Prometheus' `histogram_quantile` does:
+    /// linear interpolation inside the bucket that holds it (from 0 for the
+    /// first bucket). A quantile above the highest finite bound is that
+    /// bound: the histogram cannot say more. `None` without observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.buckets.last().map_or(0.0, |b| b.1).max(self.count);
+        if total <= 0.0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * total;
+        let mut lower = (0.0, 0.0);
+        for &(le, cumulative) in &self.buckets {
+            if cumulative >= rank && cumulative > lower.1 {
+                let within = (rank - lower.1) / (cumulative - lower.1);
+                return Some(lower.0 + (le - lower.0) * within.clamp(0.0, 1.0));
+            }
+            lower = (le, cumulative);
+        }
+        Some(lower.0)
+    }
+
+    /// Mean, p50 and p99, `None` if nothing was observed.
+    pub fn summary(&self) -> Option<HistogramSummary> {
+        Some(HistogramSummary {
+            count: self.count,
+            mean: self.mean()?,
+            p50: self.quantile(0.50)?,
+            p99: self.quantile(0.99)?,
+        })
+    }
+}
+
+/// A server histogram over a run, in the histogram's own unit (seconds,
+/// messages); the quantiles are estimated from its buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HistogramSummary {
+    pub count: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// The history histograms a snapshot keeps (issue 11's server metrics).
+pub const HISTORY_HISTOGRAMS: [&str; 3] = [COMMIT_MESSAGES, COMMIT_SECONDS, RESUME_SECONDS];
+/// Messages per storage commit (transaction).
+pub const COMMIT_MESSAGES: &str = "actorchat_history_commit_messages";
+/// Duration of one storage commit, seconds.
+pub const COMMIT_SECONDS: &str = "actorchat_history_commit_seconds";
+/// Server side of a resume: from the request to its welcome being queued.
+pub const RESUME_SECONDS: &str = "actorchat_history_resume_seconds";
 
 fn parse_line(line: &str) -> Option<Sample> {
     let line = line.trim();
@@ -137,6 +257,18 @@ pub struct ServerSnapshot {
     pub broadcasts: Option<f64>,
     /// `actorchat_errors_total` by `code`.
     pub errors: BTreeMap<String, f64>,
+    /// Messages persisted (`actorchat_history_appends_total`).
+    #[serde(default)]
+    pub history_appends: Option<f64>,
+    #[serde(default)]
+    pub history_write_errors: Option<f64>,
+    /// `actorchat_history_resumes_total` by `result` (`recovered`,
+    /// `not_recovered`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub history_resumes: BTreeMap<String, f64>,
+    /// The [`HISTORY_HISTOGRAMS`] the server exposes, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub histograms: BTreeMap<String, PromHistogram>,
 }
 
 impl ServerSnapshot {
@@ -149,7 +281,27 @@ impl ServerSnapshot {
             deliveries: e.get("actorchat_deliveries_total"),
             broadcasts: e.get("actorchat_broadcasts_total"),
             errors: e.by_label("actorchat_errors_total", "code"),
+            history_appends: e.get("actorchat_history_appends_total"),
+            history_write_errors: e.get("actorchat_history_write_errors_total"),
+            history_resumes: e.by_label("actorchat_history_resumes_total", "result"),
+            histograms: HISTORY_HISTOGRAMS
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), e.histogram(name)?)))
+                .collect(),
         }
+    }
+
+    /// The change of histogram `name` from `before` to `self`.
+    pub fn histogram_since(
+        &self,
+        before: Option<&ServerSnapshot>,
+        name: &str,
+    ) -> Option<PromHistogram> {
+        let now = self.histograms.get(name)?;
+        Some(match before.and_then(|b| b.histograms.get(name)) {
+            Some(earlier) => now.since(earlier),
+            None => now.clone(),
+        })
     }
 }
 
@@ -317,6 +469,68 @@ weird_metric NaNx
         assert_eq!(empty, ServerSnapshot::default());
         assert_eq!(delta(Some(1.0), Some(3.5)), Some(2.5));
         assert_eq!(delta(None, Some(3.5)), None);
+    }
+
+    const HISTOGRAM: &str = r#"# TYPE actorchat_history_commit_seconds histogram
+actorchat_history_commit_seconds_bucket{le="0.001"} 10
+actorchat_history_commit_seconds_bucket{le="0.01"} 90
+actorchat_history_commit_seconds_bucket{le="0.1"} 100
+actorchat_history_commit_seconds_bucket{le="+Inf"} 100
+actorchat_history_commit_seconds_sum 0.5
+actorchat_history_commit_seconds_count 100
+actorchat_history_resumes_total{result="recovered"} 4
+actorchat_history_resumes_total{result="not_recovered"} 1
+actorchat_history_appends_total 1234
+"#;
+
+    #[test]
+    fn histograms_give_mean_and_interpolated_quantiles() {
+        let e = Exposition::parse(HISTOGRAM);
+        let h = e.histogram(COMMIT_SECONDS).unwrap();
+        assert_eq!(h.buckets.len(), 3);
+        assert_eq!(h.mean(), Some(0.005));
+        // Rank 50 of 100 lies in (0.001, 0.01]: 40 of its 80 observations in.
+        let p50 = h.quantile(0.5).unwrap();
+        assert!((p50 - (0.001 + 0.009 * 0.5)).abs() < 1e-12, "{p50}");
+        // Rank 99 lies in (0.01, 0.1]: 9 of its 10.
+        let p99 = h.quantile(0.99).unwrap();
+        assert!((p99 - (0.01 + 0.09 * 0.9)).abs() < 1e-12, "{p99}");
+        // The first bucket interpolates from zero.
+        assert!((h.quantile(0.05).unwrap() - 0.0005).abs() < 1e-12);
+        assert_eq!(e.histogram("nope"), None);
+
+        let s = ServerSnapshot::from_exposition(&e);
+        assert_eq!(s.history_appends, Some(1234.0));
+        assert_eq!(s.history_resumes.get("recovered"), Some(&4.0));
+        // A delta against an earlier scrape: only what happened in between.
+        let mut earlier = h.clone();
+        earlier.buckets = vec![(0.001, 10.0), (0.01, 10.0), (0.1, 10.0)];
+        earlier.sum = 0.005;
+        earlier.count = 10.0;
+        let before = ServerSnapshot {
+            histograms: [(COMMIT_SECONDS.to_owned(), earlier)].into(),
+            ..ServerSnapshot::default()
+        };
+        let d = s.histogram_since(Some(&before), COMMIT_SECONDS).unwrap();
+        assert_eq!(d.count, 90.0);
+        assert_eq!(d.buckets[0].1, 0.0);
+        assert_eq!(d.buckets[1].1, 80.0);
+        let summary = d.summary().unwrap();
+        assert!((summary.mean - 0.495 / 90.0).abs() < 1e-12);
+        assert!(summary.p50 > 0.001 && summary.p50 <= 0.01);
+        // Observations only in +Inf: the highest finite bound.
+        let inf = PromHistogram {
+            buckets: vec![(1.0, 0.0)],
+            sum: 30.0,
+            count: 3.0,
+        };
+        assert_eq!(inf.quantile(0.5), Some(1.0));
+        assert_eq!(PromHistogram::default().summary(), None);
+        // The JSON form round-trips (worker processes never send these, but
+        // the summary does).
+        let json = serde_json::to_string(&s).unwrap();
+        let back: ServerSnapshot = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.histograms.len(), 1);
     }
 
     #[test]

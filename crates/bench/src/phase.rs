@@ -42,6 +42,10 @@ pub struct PhaseSpec {
     /// Calculator clients send these expressions in turn, one at a time,
     /// each as soon as the previous result arrived. Empty: no calculations.
     pub calc_exprs: Vec<String>,
+    /// Receivers of each message when the fleet is spread over many rooms
+    /// (`ingest`); 0: one room, every main-room member receives everything.
+    #[serde(default)]
+    pub room_size: u32,
 }
 
 impl PhaseSpec {
@@ -60,6 +64,7 @@ impl PhaseSpec {
             ping_rate: 0.0,
             ping_all: false,
             calc_exprs: Vec::new(),
+            room_size: 0,
         }
     }
 }
@@ -79,6 +84,13 @@ pub struct PhaseResult {
     pub rate_limited: u64,
     /// `error` frames with code `calc_busy`.
     pub calc_busy: u64,
+    /// `error` frames with code `unavailable`: the server could not store
+    /// the message and did not broadcast it.
+    #[serde(default)]
+    pub unavailable: u64,
+    /// Receivers per message (see [`PhaseSpec::room_size`]); 0: all members.
+    #[serde(default)]
+    pub room_size: u64,
     /// Any other `error` frame, and frames that did not decode.
     pub other_errors: u64,
     /// Chat deliveries of this phase received by main-room members.
@@ -115,6 +127,8 @@ impl PhaseResult {
             send_failed: 0,
             rate_limited: 0,
             calc_busy: 0,
+            unavailable: 0,
+            room_size: 0,
             other_errors: 0,
             received: 0,
             stale: 0,
@@ -140,6 +154,8 @@ impl PhaseResult {
         self.send_failed += o.send_failed;
         self.rate_limited += o.rate_limited;
         self.calc_busy += o.calc_busy;
+        self.unavailable += o.unavailable;
+        self.room_size = self.room_size.max(o.room_size);
         self.other_errors += o.other_errors;
         self.received += o.received;
         self.stale += o.stale;
@@ -157,9 +173,18 @@ impl PhaseResult {
     }
 
     /// Deliveries the server should have made: every accepted chat message
-    /// goes to every member of the room, the sender included.
+    /// goes to every member of its room, the sender included. Messages
+    /// refused with `rate_limited` or `unavailable` are not broadcast.
     pub fn expected(&self) -> u64 {
-        self.sent.saturating_sub(self.rate_limited) * self.members_at_start
+        let receivers = if self.room_size > 0 {
+            self.room_size
+        } else {
+            self.members_at_start
+        };
+        self.sent
+            .saturating_sub(self.rate_limited)
+            .saturating_sub(self.unavailable)
+            * receivers
     }
 }
 
@@ -199,10 +224,12 @@ struct Shard {
 #[derive(Debug)]
 pub struct PhaseStats {
     pub members_at_start: u64,
+    pub room_size: u64,
     pub sent: AtomicU64,
     pub send_failed: AtomicU64,
     pub rate_limited: AtomicU64,
     pub calc_busy: AtomicU64,
+    pub unavailable: AtomicU64,
     pub other_errors: AtomicU64,
     pub stale: AtomicU64,
     pub pings_sent: AtomicU64,
@@ -217,13 +244,15 @@ pub struct PhaseStats {
 }
 
 impl PhaseStats {
-    pub fn new(members_at_start: u64) -> PhaseStats {
+    pub fn new(members_at_start: u64, room_size: u64) -> PhaseStats {
         PhaseStats {
             members_at_start,
+            room_size,
             sent: AtomicU64::new(0),
             send_failed: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             calc_busy: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
             other_errors: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             pings_sent: AtomicU64::new(0),
@@ -283,11 +312,13 @@ impl PhaseStats {
     pub fn collect(&self, connected_at_end: u64) -> PhaseResult {
         let mut r = PhaseResult::empty();
         r.members_at_start = self.members_at_start;
+        r.room_size = self.room_size;
         r.connected_at_end = connected_at_end;
         r.sent = self.sent.load(Relaxed);
         r.send_failed = self.send_failed.load(Relaxed);
         r.rate_limited = self.rate_limited.load(Relaxed);
         r.calc_busy = self.calc_busy.load(Relaxed);
+        r.unavailable = self.unavailable.load(Relaxed);
         r.other_errors = self.other_errors.load(Relaxed);
         r.stale = self.stale.load(Relaxed);
         r.pings_sent = self.pings_sent.load(Relaxed);
@@ -315,7 +346,7 @@ mod tests {
 
     #[test]
     fn stats_collect_and_merge() {
-        let stats = PhaseStats::new(10);
+        let stats = PhaseStats::new(10, 0);
         stats.sent.fetch_add(5, Relaxed);
         for client in 0..10 {
             for _ in 0..5 {
@@ -349,5 +380,20 @@ mod tests {
         r.rate_limited = 4;
         r.members_at_start = 3;
         assert_eq!(r.expected(), 18);
+        r.unavailable = 1;
+        assert_eq!(r.expected(), 15);
+    }
+
+    #[test]
+    fn many_rooms_expect_each_message_in_its_room_only() {
+        let mut r = PhaseResult::empty();
+        r.sent = 100;
+        r.members_at_start = 2000;
+        r.room_size = 4;
+        assert_eq!(r.expected(), 400);
+        let mut other = r.clone();
+        other.sent = 50;
+        r.merge(&other);
+        assert_eq!(r.expected(), 600);
     }
 }

@@ -112,6 +112,30 @@ pub fn render(s: &Summary) -> String {
             ),
         );
     }
+    // The history scenarios' figures, as their table lines.
+    for text in [
+        s.ingest.as_ref().map(|i| {
+            let mut t = String::new();
+            i.write_table(&mut t);
+            t
+        }),
+        s.reconnect.as_ref().map(|r| {
+            let mut t = String::new();
+            r.write_table(&mut t);
+            t
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (key, value) = line.trim().split_once("  ").unwrap_or(("", line));
+            row(&mut h, key.trim(), value.trim());
+        }
+    }
+    for failure in &s.failures {
+        row(&mut h, "FAILED", failure);
+    }
     let server = &s.server;
     let rss = |snap: &Option<crate::metrics::ServerSnapshot>| {
         snap.as_ref()

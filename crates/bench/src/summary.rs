@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::fleet::RampResult;
+pub use crate::history_summary::{IngestSummary, ReconnectSummary};
 use crate::metrics::{ServerSnapshot, delta};
 use crate::phase::{PhaseResult, PhaseSpec};
 use crate::stats::{Bucket, Hist, Latency, SeriesPoint};
@@ -58,8 +59,18 @@ pub struct Summary {
     pub phases: Vec<PhaseSummary>,
     pub server: ServerSummary,
     pub capacity: Option<CapacitySummary>,
+    /// `ingest`'s persisted throughput and commit figures.
+    #[serde(default)]
+    pub ingest: Option<IngestSummary>,
+    /// `reconnect`'s resume checks and latency.
+    #[serde(default)]
+    pub reconnect: Option<ReconnectSummary>,
     /// Anything a reader should know: raised senders, missing metrics, ...
     pub notes: Vec<String>,
+    /// Checks the run failed (then `actorchat bench` exits with status 1);
+    /// empty when it passed or the scenario checks nothing.
+    #[serde(default)]
+    pub failures: Vec<String>,
 
     #[serde(skip)]
     all_chat: Hist,
@@ -468,8 +479,17 @@ impl Summary {
         if let Some(e) = &s.metrics_error {
             let _ = writeln!(w, "              /metrics: {e}");
         }
+        if let Some(i) = &self.ingest {
+            i.write_table(w);
+        }
+        if let Some(r) = &self.reconnect {
+            r.write_table(w);
+        }
         for note in &self.notes {
             let _ = writeln!(w, "  note        {note}");
+        }
+        for failure in &self.failures {
+            let _ = writeln!(w, "  FAILED      {failure}");
         }
         out
     }

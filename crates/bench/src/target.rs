@@ -54,6 +54,16 @@ impl Target {
         format!("{}/ws?name={name}&room={room}", self.prefix)
     }
 
+    /// The WebSocket URL for a client that resumes after `since.0` in the
+    /// stream `since.1` (`?since=ID&epoch=E`); a plain join without it.
+    pub fn resume_path(&self, name: &str, room: &str, since: Option<(u64, &str)>) -> String {
+        let mut path = self.ws_path(name, room);
+        if let Some((id, epoch)) = since {
+            path.push_str(&format!("&since={id}&epoch={}", percent_encode(epoch)));
+        }
+        path
+    }
+
     /// The path of the Prometheus endpoint.
     pub fn metrics_path(&self) -> String {
         format!("{}/metrics", self.prefix)
@@ -90,6 +100,20 @@ pub fn split_url(url: &str) -> Result<(String, String), BenchError> {
     Ok((authority.to_owned(), path.to_owned()))
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters (the
+/// server's epochs are plain, but they are the server's to choose).
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn has_port(authority: &str) -> bool {
     match authority.rfind(':') {
         // `[::1]` has colons but no port; `[::1]:3000` has one after `]`.
@@ -101,6 +125,21 @@ fn has_port(authority: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resume_paths() {
+        let t = Target {
+            url: "ws://h:1".into(),
+            authority: "h:1".into(),
+            prefix: String::new(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+        };
+        assert_eq!(t.resume_path("n", "r", None), "/ws?name=n&room=r");
+        assert_eq!(
+            t.resume_path("n", "r", Some((42, "e+1"))),
+            "/ws?name=n&room=r&since=42&epoch=e%2B1"
+        );
+    }
 
     #[test]
     fn splits_urls() {
@@ -122,6 +161,8 @@ mod tests {
         assert!(split_url("wss://h:1").is_err());
         assert!(split_url("h:1").is_err());
         assert!(split_url("ws://").is_err());
+        assert_eq!(percent_encode("aZ0-._~"), "aZ0-._~");
+        assert_eq!(percent_encode("a b&é"), "a%20b%26%C3%A9");
         assert!(has_port("[::1]:3000"));
         assert!(!has_port("[::1]"));
         assert!(!has_port("localhost"));

@@ -176,6 +176,111 @@ async fn the_binary_spreads_clients_over_worker_processes() {
 }
 
 #[tokio::test]
+async fn ingest_persists_and_delivers_every_message_in_its_room() {
+    let server = server(config()).await;
+    let url = format!("ws://{}", server.local_addr());
+    let s = run(&[
+        "ingest",
+        "--url",
+        &url,
+        "--rooms",
+        "5",
+        "--members",
+        "3",
+        "--rate",
+        "5",
+        "--duration",
+        "2s",
+    ])
+    .await;
+    assert_eq!(s.opened, 15);
+    assert!(s.sent > 0);
+    assert_eq!(s.rate_limited, 0);
+    // Each message goes to the 3 members of its room, not to all 15.
+    assert_eq!(s.expected_deliveries, s.sent * 3);
+    assert_eq!(s.received_deliveries, s.expected_deliveries);
+    assert_eq!(s.loss, 0);
+    let ingest = s.ingest.expect("ingest summary");
+    assert_eq!((ingest.rooms, ingest.members_per_room), (5, 3));
+    // This server had no other traffic: every accepted message was
+    // persisted once, within the phase.
+    assert_eq!(ingest.persisted, Some(s.sent as f64), "{ingest:?}");
+    assert_eq!(ingest.write_errors, Some(0.0));
+    assert_eq!(ingest.unavailable, 0);
+    let batches = ingest.commit_messages.expect("commit batch histogram");
+    assert!(batches.count >= 1.0 && batches.mean >= 1.0, "{batches:?}");
+    assert!(batches.count <= s.sent as f64, "{batches:?}");
+    let commits = ingest.commit_seconds.expect("commit latency histogram");
+    assert!(commits.p50 <= commits.p99, "{commits:?}");
+    assert!(!ingest.persisted_per_sec_samples.is_empty());
+    assert!(s.failures.is_empty(), "{:?}", s.failures);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnect_resumes_without_gaps_or_duplicates() {
+    let server = server(config()).await;
+    let url = format!("ws://{}", server.local_addr());
+    let s = run(&[
+        "reconnect",
+        "--url",
+        &url,
+        "--clients",
+        "6",
+        "--droppers",
+        "2",
+        "--rate",
+        "5",
+        "--duration",
+        "3s",
+        "--connected",
+        "400ms",
+        "--pause",
+        "200ms",
+        "--grace",
+        "1s",
+    ])
+    .await;
+    let r = s.reconnect.clone().expect("reconnect summary");
+    assert!(s.failures.is_empty(), "{:?}\n{}", s.failures, s.table());
+    assert!(r.sent > 0, "{r:?}");
+    // A fresh room: its ids are exactly the accepted messages.
+    assert_eq!(r.room_last_id, r.sent - r.refused, "{r:?}");
+    assert!(r.drops > 0 && r.resumes > 0, "{r:?}");
+    // A few dozen missed messages are far below --recover-max.
+    assert_eq!(r.recovered, r.resumes, "{r:?}");
+    assert_eq!(r.not_recovered + r.recovered_missing, 0, "{r:?}");
+    assert_eq!(
+        (r.gaps, r.duplicates, r.reorderings, r.out_of_range),
+        (0, 0, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(r.clients_exact, 6, "{r:?}");
+    assert_eq!(r.sent_unseen, 0, "{r:?}");
+    assert!(!r.epoch.is_empty());
+    let latency = r.resume_latency.expect("client-side resume latency");
+    assert_eq!(latency.count, r.resumes);
+    let server_side = r.server_resume_seconds.expect("server resume histogram");
+    assert_eq!(server_side.count, r.resumes as f64, "{server_side:?}");
+    assert_eq!(
+        r.server_resumes.get("recovered"),
+        Some(&(r.recovered as f64))
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn reconnect_refuses_a_run_without_chatters() {
+    let args = BenchArgs::from_cli(["reconnect", "--clients", "2", "--droppers", "2"]).unwrap();
+    match run_scenario(&args).await {
+        Err(actorchat_bench::BenchError::InvalidOption(reason)) => {
+            assert!(reason.contains("--droppers"), "{reason}")
+        }
+        other => panic!("expected InvalidOption, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn no_server_is_a_clear_error() {
     // Bind and drop to find a port nobody listens on.
     let addr = tokio::net::TcpListener::bind("127.0.0.1:0")

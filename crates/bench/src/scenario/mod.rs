@@ -5,6 +5,8 @@ pub mod calc_mix;
 pub mod capacity;
 pub mod connections;
 pub mod fanout;
+pub mod ingest;
+pub mod reconnect;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +71,7 @@ impl Context {
             url: self.common.url.clone(),
             members,
             calcers,
+            rooms: 0,
             room,
             calc_room,
             name_prefix: format!("b{}-", self.tag),

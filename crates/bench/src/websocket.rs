@@ -30,9 +30,10 @@ const OP_CLOSE: u8 = 0x8;
 const OP_PING: u8 = 0x9;
 const OP_PONG: u8 = 0xA;
 
-/// Server frames larger than this end the connection (actorchat's own limit
-/// is 16 KiB; a `welcome` is a few KiB).
-pub const MAX_FRAME: usize = 1 << 20;
+/// Server frames larger than this end the connection. A chat frame is at
+/// most a few KiB, but a resume `welcome` carries up to `--recover-max`
+/// (default 1,000) messages of up to 4,000 characters each.
+pub const MAX_FRAME: usize = 32 << 20;
 /// Handshake responses larger than this are refused.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
@@ -265,7 +266,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, WsError> {
         (n, _) => (u64::from(n), 2),
     };
     if len > MAX_FRAME as u64 {
-        return Err(WsError::Protocol("frame larger than 1 MiB"));
+        return Err(WsError::Protocol("frame larger than 32 MiB"));
     }
     let end = header + len as usize;
     Ok((buf.len() >= end).then_some((opcode, header, end)))

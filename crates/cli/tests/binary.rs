@@ -10,18 +10,21 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Client, http_get};
+use common::{Client, TempDir, http_get};
 
-/// Starts the binary on an ephemeral port (under `ulimit -n` if given) and
-/// reads the address it prints.
-fn spawn(fd_limit: Option<u32>, args: &str) -> (Child, SocketAddr) {
+/// Starts the binary on an ephemeral port (under `ulimit -n` if given), with
+/// its data in `data`, and reads the address it prints.
+fn spawn(fd_limit: Option<u32>, data: &TempDir, args: &str) -> (Child, SocketAddr) {
     let bin = env!("CARGO_BIN_EXE_actorchat");
     let ulimit = fd_limit
         .map(|n| format!("ulimit -n {n}; "))
         .unwrap_or_default();
+    let data = data.path().display();
     let mut child = Command::new("bash")
         .arg("-c")
-        .arg(format!("{ulimit}exec '{bin}' --bind 127.0.0.1:0 {args}"))
+        .arg(format!(
+            "{ulimit}exec '{bin}' --bind 127.0.0.1:0 --data-dir '{data}' {args}"
+        ))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -87,7 +90,8 @@ fn an_invalid_setting_exits_with_status_2_and_names_the_flag() {
 
 #[tokio::test]
 async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
-    let (mut child, addr) = spawn(None, "");
+    let data = TempDir::new("binary");
+    let (mut child, addr) = spawn(None, &data, "");
     let mut client = Client::connect(addr, "a", "lobby").await;
     let status = tokio::task::spawn_blocking(move || terminate(&mut child))
         .await
@@ -100,7 +104,8 @@ async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
 async fn running_out_of_file_descriptors_neither_spins_nor_kills_the_server() {
     // 64 descriptors, but a connection limit far above them: the accept loop
     // itself hits EMFILE.
-    let (mut child, addr) = spawn(Some(64), "--max-connections 1000");
+    let data = TempDir::new("binary");
+    let (mut child, addr) = spawn(Some(64), &data, "--max-connections 1000");
     let mut sockets = Vec::new();
     for _ in 0..120 {
         match tokio::time::timeout(

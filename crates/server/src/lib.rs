@@ -30,6 +30,7 @@ pub(crate) mod calc;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod connection;
+pub mod history;
 pub(crate) mod http;
 pub(crate) mod identity;
 pub(crate) mod listener;

@@ -6,7 +6,7 @@
 mod common;
 
 use actorchat_bench::{BenchArgs, run_scenario};
-use common::{config, server};
+use common::{TempDir, config, server, sqlite_config};
 
 async fn run(args: &[&str]) -> actorchat_bench::Summary {
     let args = BenchArgs::from_cli(args.iter().copied()).unwrap();
@@ -177,7 +177,9 @@ async fn the_binary_spreads_clients_over_worker_processes() {
 
 #[tokio::test]
 async fn ingest_persists_and_delivers_every_message_in_its_room() {
-    let server = server(config()).await;
+    // SQLite, the default storage: its writer's commits are what is measured.
+    let dir = TempDir::new("bench-ingest");
+    let server = server(sqlite_config(&dir)).await;
     let url = format!("ws://{}", server.local_addr());
     let s = run(&[
         "ingest",
@@ -219,7 +221,8 @@ async fn ingest_persists_and_delivers_every_message_in_its_room() {
 
 #[tokio::test]
 async fn reconnect_resumes_without_gaps_or_duplicates() {
-    let server = server(config()).await;
+    let dir = TempDir::new("bench-reconnect");
+    let server = server(sqlite_config(&dir)).await;
     let url = format!("ws://{}", server.local_addr());
     let s = run(&[
         "reconnect",

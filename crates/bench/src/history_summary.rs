@@ -88,8 +88,10 @@ impl IngestSummary {
             self.commit_messages
                 .map_or("n/a".into(), |h| format!("{:.0}", h.count)),
             self.commit_messages.map_or("n/a".into(), |h| format!(
-                "mean {:.1}, p50 {:.1}, p99 {:.1} messages",
-                h.mean, h.p50, h.p99
+                "mean {:.1}, p50 {}, p99 {} messages",
+                h.mean,
+                h.p50.show(|v| format!("{v:.0}")),
+                h.p99.show(|v| format!("{v:.0}"))
             )),
             self.commit_seconds
                 .map_or("n/a".into(), |h| seconds_summary(&h))
@@ -243,7 +245,12 @@ impl ReconnectSummary {
 /// `mean …, p50 …, p99 …` of a histogram in seconds.
 fn seconds_summary(h: &HistogramSummary) -> String {
     let t = |s: f64| us(Some((s * 1e6).round() as u64));
-    format!("mean {}, p50 {}, p99 {}", t(h.mean), t(h.p50), t(h.p99))
+    format!(
+        "mean {}, p50 {}, p99 {}",
+        t(h.mean),
+        h.p50.show(t),
+        h.p99.show(t)
+    )
 }
 
 #[cfg(test)]

@@ -138,6 +138,12 @@ impl PromHistogram {
     /// first bucket). A quantile above the highest finite bound is that
     /// bound: the histogram cannot say more. `None` without observations.
     pub fn quantile(&self, q: f64) -> Option<f64> {
+        self.quantile_in(q).map(|q| q.estimate)
+    }
+
+    /// The `q` quantile with the bounds of the bucket that holds it, which
+    /// say how much the estimate is worth.
+    pub fn quantile_in(&self, q: f64) -> Option<Quantile> {
         let total = self.buckets.last().map_or(0.0, |b| b.1).max(self.count);
         if total <= 0.0 || !(0.0..=1.0).contains(&q) {
             return None;
@@ -147,11 +153,19 @@ impl PromHistogram {
         for &(le, cumulative) in &self.buckets {
             if cumulative >= rank && cumulative > lower.1 {
                 let within = (rank - lower.1) / (cumulative - lower.1);
-                return Some(lower.0 + (le - lower.0) * within.clamp(0.0, 1.0));
+                return Some(Quantile {
+                    estimate: lower.0 + (le - lower.0) * within.clamp(0.0, 1.0),
+                    lower: lower.0,
+                    upper: Some(le),
+                });
             }
             lower = (le, cumulative);
         }
-        Some(lower.0)
+        Some(Quantile {
+            estimate: lower.0,
+            lower: lower.0,
+            upper: None,
+        })
     }
 
     /// Mean, p50 and p99, `None` if nothing was observed.
@@ -159,9 +173,31 @@ impl PromHistogram {
         Some(HistogramSummary {
             count: self.count,
             mean: self.mean()?,
-            p50: self.quantile(0.50)?,
-            p99: self.quantile(0.99)?,
+            p50: self.quantile_in(0.50)?,
+            p99: self.quantile_in(0.99)?,
         })
+    }
+}
+
+/// A quantile estimated from buckets: the estimate, and the bucket it lies
+/// in (`upper` `None`: above the highest finite bound).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Quantile {
+    pub estimate: f64,
+    pub lower: f64,
+    pub upper: Option<f64>,
+}
+
+impl Quantile {
+    /// For people: `≤ upper` in the first bucket (interpolating from zero
+    /// would invent precision), `> lower` above the last bound, else the
+    /// estimate. `unit` formats a value.
+    pub fn show(&self, unit: impl Fn(f64) -> String) -> String {
+        match self.upper {
+            None => format!("> {}", unit(self.lower)),
+            Some(upper) if self.lower <= 0.0 => format!("≤ {}", unit(upper)),
+            Some(_) => unit(self.estimate),
+        }
     }
 }
 
@@ -170,9 +206,10 @@ impl PromHistogram {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HistogramSummary {
     pub count: f64,
+    /// Exact: Δsum / Δcount.
     pub mean: f64,
-    pub p50: f64,
-    pub p99: f64,
+    pub p50: Quantile,
+    pub p99: Quantile,
 }
 
 /// The history histograms a snapshot keeps (issue 11's server metrics).
@@ -517,7 +554,8 @@ actorchat_history_appends_total 1234
         assert_eq!(d.buckets[1].1, 80.0);
         let summary = d.summary().unwrap();
         assert!((summary.mean - 0.495 / 90.0).abs() < 1e-12);
-        assert!(summary.p50 > 0.001 && summary.p50 <= 0.01);
+        assert!(summary.p50.estimate > 0.001 && summary.p50.estimate <= 0.01);
+        assert_eq!((summary.p50.lower, summary.p50.upper), (0.001, Some(0.01)));
         // Observations only in +Inf: the highest finite bound.
         let inf = PromHistogram {
             buckets: vec![(1.0, 0.0)],
@@ -525,6 +563,15 @@ actorchat_history_appends_total 1234
             count: 3.0,
         };
         assert_eq!(inf.quantile(0.5), Some(1.0));
+        let ms = |v: f64| format!("{} ms", v * 1e3);
+        assert_eq!(inf.quantile_in(0.5).unwrap().show(ms), "> 1000 ms");
+        // In the first bucket: only its bound is known.
+        let first = h.quantile_in(0.05).unwrap();
+        assert_eq!(first.show(ms), "≤ 1 ms");
+        assert_eq!(
+            h.quantile_in(0.5).unwrap().show(|v| format!("{v:.4}")),
+            "0.0055"
+        );
         assert_eq!(PromHistogram::default().summary(), None);
         // The JSON form round-trips (worker processes never send these, but
         // the summary does).

@@ -328,6 +328,7 @@ impl Fleet {
             self.shared.members_alive.load(Relaxed),
             u64::from(spec.room_size),
         ));
+        let cpu_before = clock::process_cpu_seconds();
         let text = chat_text(spec.text_bytes);
         let ping_all = spec.ping_all;
         self.tx.send_replace(Arc::new(Phase {
@@ -352,7 +353,9 @@ impl Fleet {
             progress(stats.live());
         }
         self.tx.send_replace(Arc::new(Phase::idle(false)));
-        stats.collect(self.alive())
+        let mut result = stats.collect(self.alive());
+        result.client_cpu_seconds = crate::metrics::delta(cpu_before, clock::process_cpu_seconds());
+        result
     }
 
     /// Closes every client and waits (at most a few seconds) for them to go.

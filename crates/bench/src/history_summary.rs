@@ -41,6 +41,10 @@ pub struct IngestSummary {
     pub unavailable: u64,
     /// Server CPU seconds over the phase / messages persisted, µs.
     pub server_cpu_per_message_us: Option<f64>,
+    /// The load generator's CPU over the phase / messages it sent, µs
+    /// (sending one message and receiving its deliveries).
+    #[serde(default)]
+    pub client_cpu_per_message_us: Option<f64>,
 }
 
 impl IngestSummary {
@@ -98,8 +102,10 @@ impl IngestSummary {
         );
         let _ = writeln!(
             w,
-            "  server CPU  {} per persisted message",
+            "  CPU         server {} per persisted message; load generator {} per message sent (and its deliveries)",
             self.server_cpu_per_message_us
+                .map_or("n/a".into(), |c| format!("{c:.2} µs")),
+            self.client_cpu_per_message_us
                 .map_or("n/a".into(), |c| format!("{c:.2} µs"))
         );
     }

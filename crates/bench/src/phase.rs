@@ -110,6 +110,10 @@ pub struct PhaseResult {
     pub slow_consumer_closes: u64,
     /// The latest any scheduled send went out, microseconds.
     pub max_send_lag_us: u64,
+    /// CPU seconds the load generator's process(es) used during the phase
+    /// (sending, receiving, grace), summed over `--procs` workers.
+    #[serde(default)]
+    pub client_cpu_seconds: Option<f64>,
     /// Chat delivery latency, `now − sent_at`, microseconds.
     pub chat: Hist,
     /// Ping round trips, microseconds.
@@ -140,6 +144,7 @@ impl PhaseResult {
             disconnects: 0,
             slow_consumer_closes: 0,
             max_send_lag_us: 0,
+            client_cpu_seconds: None,
             chat: Hist::precise(),
             ping: Hist::precise(),
             series: Series::default(),
@@ -167,6 +172,10 @@ impl PhaseResult {
         self.disconnects += o.disconnects;
         self.slow_consumer_closes += o.slow_consumer_closes;
         self.max_send_lag_us = self.max_send_lag_us.max(o.max_send_lag_us);
+        self.client_cpu_seconds = match (self.client_cpu_seconds, o.client_cpu_seconds) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
         self.chat.merge(&o.chat);
         self.ping.merge(&o.ping);
         self.series.merge(&o.series);

@@ -119,6 +119,9 @@ pub struct PhaseSummary {
     /// generator itself could not keep up.
     pub max_send_lag_ms: f64,
     pub server_cpu_seconds: Option<f64>,
+    /// The load generator's own CPU over the phase (all its processes).
+    #[serde(default)]
+    pub client_cpu_seconds: Option<f64>,
     /// Server CPU time per received delivery, microseconds.
     pub server_cpu_per_delivery_us: Option<f64>,
     pub server_deliveries: Option<f64>,
@@ -208,6 +211,7 @@ impl PhaseSummary {
             stale: r.stale,
             max_send_lag_ms: r.max_send_lag_us as f64 / 1000.0,
             server_cpu_seconds: cpu,
+            client_cpu_seconds: r.client_cpu_seconds,
             server_cpu_per_delivery_us: per_delivery_us(cpu, r.received),
             server_deliveries: delta(
                 before.and_then(|s| s.deliveries),

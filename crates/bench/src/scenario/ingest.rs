@@ -151,6 +151,10 @@ fn ingest_summary(
         server_cpu_per_message_us: cpu
             .zip(persisted.filter(|p| *p > 0.0))
             .map(|(c, p)| c * 1e6 / p),
+        client_cpu_per_message_us: result
+            .client_cpu_seconds
+            .filter(|_| result.sent > 0)
+            .map(|c| c * 1e6 / result.sent as f64),
     }
 }
 

@@ -221,6 +221,13 @@ pub async fn run(args: &ReconnectArgs) -> Result<Summary, BenchError> {
             .notes
             .push("no resume happened: raise --duration or lower --connected".into());
     }
+    if report.not_recovered > 0 {
+        summary.notes.push(format!(
+            "{} resumes were not recovered (more than the server's --recover-max missed?): \
+             those clients started again from the latest history, which the check allows",
+            report.not_recovered
+        ));
+    }
     if online_at_end < opened {
         summary.notes.push(format!(
             "{} clients were not back online at the end; their last segment counts as gaps",

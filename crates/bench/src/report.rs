@@ -500,6 +500,31 @@ mod tests {
     }
 
     #[test]
+    fn history_scenarios_get_their_rows() {
+        let mut s = sample_summary();
+        s.ingest = Some(crate::summary::IngestSummary {
+            rooms: 500,
+            members_per_room: 4,
+            persisted: Some(1234.0),
+            ..Default::default()
+        });
+        s.reconnect = Some(crate::summary::ReconnectSummary {
+            gaps: 3,
+            ..Default::default()
+        });
+        s.failures = vec!["3 ids <missing>".into()];
+        let html = render(&s);
+        assert!(
+            html.contains("<td>ingest</td><td>500 rooms × 4 members"),
+            "{html}"
+        );
+        assert!(html.contains("<td>persisted</td><td>1234 messages"));
+        assert!(html.contains("<td>sequences</td>"));
+        assert!(html.contains("gaps 3"));
+        assert!(html.contains("<td>FAILED</td><td>3 ids &lt;missing&gt;</td>"));
+    }
+
+    #[test]
     fn helpers() {
         assert_eq!(nice_ceiling(3.2), 5.0);
         assert_eq!(nice_ceiling(0.7), 1.0);

@@ -209,6 +209,10 @@ impl Health {
         }
     }
 
+    pub(crate) fn is_failing(&self) -> bool {
+        self.failing.load(Relaxed)
+    }
+
     /// A sentence for `/readyz` while writes fail.
     pub(crate) fn problem(&self) -> Option<String> {
         if !self.failing.load(Relaxed) {

@@ -40,7 +40,11 @@ const MIGRATIONS: &[&str] = &[
         at_ms INTEGER NOT NULL,
         frame BLOB NOT NULL,
         PRIMARY KEY (room, id)
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;
+    CREATE TABLE probe (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        at_ms INTEGER NOT NULL
+    );",
 ];
 
 /// Read connections kept open for reuse; more may be opened under load.

@@ -36,7 +36,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await server?.down();
+  await server?.stop();
 });
 
 /**

@@ -11,7 +11,7 @@
  *   E2E_SCREENSHOT  where the README screenshot goes (default: docs/screenshot.png)
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,7 +55,7 @@ let storesHistory = null;
  * Whether the binary keeps history on disk (it has `--data-dir`, issue 11).
  * Asked once; older binaries run without the flag.
  */
-function hasDataDir() {
+export function hasDataDir() {
   if (storesHistory === null) {
     try {
       storesHistory = execFileSync(BIN, ['--help'], { encoding: 'utf8' }).includes('--data-dir');
@@ -126,13 +126,17 @@ export class Server {
     throw new Error(`server did not answer /healthz within 20 s:\n${this.log}`);
   }
 
-  /** SIGTERM, then wait for the exit (the server promises 5 s; SIGKILL after 8). */
-  async down() {
+  /**
+   * SIGTERM, then wait for the exit (the server promises 5 s; SIGKILL after 8).
+   * `signal: 'SIGKILL'` is a crash instead: nothing gets to shut down cleanly.
+   * @param {NodeJS.Signals} [signal]
+   */
+  async down(signal = 'SIGTERM') {
     const child = this.child;
     this.child = null;
     if (child === null || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
+    child.kill(signal);
     const timer = setTimeout(() => child.kill('SIGKILL'), 8_000);
     await exited;
     clearTimeout(timer);
@@ -141,6 +145,13 @@ export class Server {
   async restart() {
     await this.down();
     await this.up();
+  }
+
+  /** Empties the data directory (the server must be down): its stored history is lost. */
+  wipe() {
+    if (this.dataDir === null) return;
+    rmSync(this.dataDir, { recursive: true, force: true });
+    mkdirSync(this.dataDir);
   }
 
   /** Ends the server and removes its data directory. */

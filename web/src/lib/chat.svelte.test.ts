@@ -520,6 +520,22 @@ describe('ChatApp', () => {
       expect(app.loadOlder()).toBe(true);
     });
 
+    it('keeps the list after a reconnect to a server without history, whose ids start again', () => {
+      const { app, ws } = makeApp();
+      app.start();
+      ws().open();
+      ws().deliver({ ...WELCOME, epoch: '' });
+      ws().deliver(chatFrame(1, 'before'));
+      ws().drop(1012);
+      vi.advanceTimersByTime(60_000);
+      expect(ws().url).toBe('ws://test/ws?room=lobby&name=Ada');
+      ws().open();
+      ws().deliver({ ...WELCOME, epoch: '' });
+      ws().deliver(chatFrame(1, 'after'));
+      app.flush();
+      expect(chats(app).map((m) => m.text)).toEqual(['before', 'after']);
+    });
+
     it('marks the message the server could not store as not delivered', () => {
       const { app, ws } = connected();
       app.send('one');

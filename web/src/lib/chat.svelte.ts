@@ -490,7 +490,9 @@ export class ChatApp {
         break;
       }
       case 'unknown':
+        this.store.forgetIds();
         this.store.replay(history, isOwn, 'earlier');
+        if (welcomeAtStart(w)) this.store.markStart();
         break;
     }
     this.welcomed = true;

@@ -333,6 +333,18 @@ export class MessageStore {
   }
 
   /**
+   * Forgets which stream the rows' ids belong to: after a reconnect that
+   * says nothing about resuming, the server's ids may have started again
+   * (a server without stored history), so they no longer identify messages.
+   * The rows stay.
+   */
+  forgetIds(): void {
+    this.ids.clear();
+    this.start = false;
+    this.list = this.list.map((e) => (e.id === null ? e : { ...e, id: null }));
+  }
+
+  /**
    * Empties the list for another room; queued messages survive (they belong
    * to no room yet). With `keepWaiting`, pending and failed own messages
    * survive too: the list is replaced for the same room (a resume the server

@@ -879,6 +879,43 @@ describe('web client', { timeout: 600_000 }, () => {
     }
   });
 
+  // Desktop only (not a layout matter). The refusal is injected between page
+  // and server (Playwright's WebSocket routing), as a full disk would answer.
+  it('a message the server could not store (unavailable) shows as not delivered, and Retry sends it', { timeout: 120_000 }, async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    try {
+      await context.addInitScript(() => localStorage.setItem('actorchat.intro-seen', '1'));
+      const page = await context.newPage();
+      watchCsp(page);
+      let refuse = true;
+      await page.routeWebSocket(/\/ws/, (ws) => {
+        const upstream = ws.connectToServer();
+        ws.onMessage((m) => {
+          const f = JSON.parse(String(m));
+          if (refuse && f.type === 'chat' && f.text === 'not stored') {
+            ws.send(JSON.stringify({ type: 'error', code: 'unavailable', message: 'The message could not be stored, so it was not sent.' }));
+            return;
+          }
+          upstream.send(m);
+        });
+      });
+      await page.goto(`${server.url}/#${uniqueRoom('unavail')}`);
+      await waitConnected(page);
+      await send(page, 'not stored');
+      const failed = page.locator('[data-testid="message"][data-delivery="failed"]').filter({ hasText: 'not stored' });
+      // At once, not after the 10 s echo timeout.
+      await failed.waitFor({ timeout: 5_000 });
+      const notice = page.locator('[data-testid="notice"][data-code="unavailable"]');
+      assert.match(String(await notice.textContent()), /not sent/);
+      refuse = false;
+      await failed.getByRole('button', { name: 'Retry' }).click();
+      await row(page, 'not stored').locator('[data-testid="rtt"]').waitFor();
+      assert.equal(await row(page, 'not stored').count(), 1);
+    } finally {
+      await context.close();
+    }
+  });
+
   // Single on purpose: it writes docs/screenshot.png and docs/screenshot-phone.png
   // (or E2E_SCREENSHOT) and already takes both sizes from one page.
   it('takes the README screenshots (desktop and phone)', { timeout: 120_000 }, async () => {

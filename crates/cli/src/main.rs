@@ -51,7 +51,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("actorchat: {e:#}");
-            ExitCode::FAILURE
+            // Storage that cannot be opened (unwritable data directory,
+            // corrupt or newer database) is a set-up error, like a bad flag.
+            match e.downcast_ref::<actorchat::StartError>() {
+                Some(actorchat::StartError::Storage(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

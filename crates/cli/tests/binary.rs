@@ -5,57 +5,13 @@
 #[path = "../../server/tests/common/mod.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod process;
 
-use common::{Client, http_get};
+use std::process::Command;
+use std::time::Duration;
 
-/// Starts the binary on an ephemeral port (under `ulimit -n` if given) and
-/// reads the address it prints.
-fn spawn(fd_limit: Option<u32>, args: &str) -> (Child, SocketAddr) {
-    let bin = env!("CARGO_BIN_EXE_actorchat");
-    let ulimit = fd_limit
-        .map(|n| format!("ulimit -n {n}; "))
-        .unwrap_or_default();
-    let mut child = Command::new("bash")
-        .arg("-c")
-        .arg(format!("{ulimit}exec '{bin}' --bind 127.0.0.1:0 {args}"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    (child, addr)
-}
-
-fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not exit within 5 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::{Client, TempDir, http_get};
+use process::{spawn, terminate};
 
 fn cpu_seconds(pid: u32) -> f64 {
     actorchat::metrics::cpu_seconds_of(&pid.to_string()).expect("the server's /proc stat")
@@ -87,7 +43,8 @@ fn an_invalid_setting_exits_with_status_2_and_names_the_flag() {
 
 #[tokio::test]
 async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
-    let (mut child, addr) = spawn(None, "");
+    let data = TempDir::new("binary");
+    let (mut child, addr) = spawn(None, &data, "");
     let mut client = Client::connect(addr, "a", "lobby").await;
     let status = tokio::task::spawn_blocking(move || terminate(&mut child))
         .await
@@ -100,7 +57,8 @@ async fn sigterm_closes_connections_with_1001_and_exits_cleanly() {
 async fn running_out_of_file_descriptors_neither_spins_nor_kills_the_server() {
     // 64 descriptors, but a connection limit far above them: the accept loop
     // itself hits EMFILE.
-    let (mut child, addr) = spawn(Some(64), "--max-connections 1000");
+    let data = TempDir::new("binary");
+    let (mut child, addr) = spawn(Some(64), &data, "--max-connections 1000");
     let mut sockets = Vec::new();
     for _ in 0..120 {
         match tokio::time::timeout(

@@ -4,9 +4,12 @@
 //! README's configuration table lists them all.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+
+use crate::history::{Durability, Retention, StorageConfig, StorageKind};
 
 /// Options of the chat server (`actorchat` with no subcommand).
 #[derive(Debug, Clone, Args)]
@@ -166,6 +169,42 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_CALC_NICE", default_value_t = 19, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub calc_nice: i32,
 
+    /// Where rooms' messages are kept: `sqlite` (in `--data-dir`; survives
+    /// restarts and crashes) or `memory` (resume works across reconnects,
+    /// everything is lost on restart).
+    #[arg(long, env = "ACTORCHAT_STORAGE", value_enum, default_value = "sqlite")]
+    pub storage: StorageKind,
+
+    /// Directory of the SQLite database; created if missing.
+    #[arg(long, env = "ACTORCHAT_DATA_DIR", default_value = "./actorchat-data")]
+    pub data_dir: PathBuf,
+
+    /// Durability of a commit: `normal` survives a crash or `kill -9` of the
+    /// server; `full` also survives a power loss (an fsync per commit).
+    #[arg(long, env = "ACTORCHAT_SYNC", value_enum, default_value = "normal")]
+    pub sync: Durability,
+
+    /// Most messages kept per room (oldest removed first); 0 = unlimited.
+    #[arg(
+        long,
+        env = "ACTORCHAT_HISTORY_MAX_PER_ROOM",
+        default_value_t = 100_000
+    )]
+    pub history_max_per_room: u64,
+
+    /// Messages older than this are removed (`90s`, `30m`, `12h`, `7d`);
+    /// default: kept until the count limit removes them.
+    #[arg(long, env = "ACTORCHAT_HISTORY_MAX_AGE", value_parser = parse_age)]
+    pub history_max_age: Option<Duration>,
+
+    /// Messages in a plain join's `welcome.history`.
+    #[arg(long, env = "ACTORCHAT_WELCOME_HISTORY", default_value_t = 50)]
+    pub welcome_history: usize,
+
+    /// Most missed messages a resume recovers; beyond it `recovered: false`.
+    #[arg(long, env = "ACTORCHAT_RECOVER_MAX", default_value_t = 1000)]
+    pub recover_max: usize,
+
     /// Run calculations whatever their estimated time (they still time
     /// out). For tests and benchmarks of timeouts and cancellation; never in
     /// production.
@@ -182,6 +221,29 @@ pub struct Config {
     /// its inbox fills. Never set it in production.
     #[arg(long, env = "ACTORCHAT_DEBUG_PAUSE_PHRASE", hide = true)]
     pub debug_pause_phrase: Option<String>,
+}
+
+/// Reads an age such as `90s`, `30m`, `12h` or `7d` (a bare number is seconds).
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("expected a number with s, m, h or d, like 7d; got {text:?}"))?;
+    let secs = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("unknown unit {other:?}; use s, m, h or d")),
+    };
+    match n.checked_mul(secs) {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err(format!("{text:?} is not a positive age")),
+    }
 }
 
 /// A configuration value out of its range; the message names the flag.
@@ -217,8 +279,11 @@ impl Config {
         }
         let matches = command.try_get_matches_from(["actorchat"])?;
         let defaults = <Defaults as clap::FromArgMatches>::from_arg_matches(&matches)?;
+        // In memory: a test server leaves nothing behind; the tests of
+        // durability choose `sqlite` and a data directory of their own.
         Ok(Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            storage: StorageKind::Memory,
             ..defaults.config
         })
     }
@@ -334,7 +399,21 @@ impl Config {
         at_least("--calc-max-bytes", self.calc_max_bytes, 1)?;
         at_least("--calc-budget-bytes", self.calc_budget_bytes, 1)?;
         at_least("--calc-display-digits", self.calc_display_digits, 1)?;
+        within("--welcome-history", self.welcome_history, 0, 1000)?;
+        within("--recover-max", self.recover_max, 0, 100_000)?;
         Ok(())
+    }
+
+    pub fn storage(&self) -> StorageConfig {
+        StorageConfig {
+            kind: self.storage,
+            data_dir: self.data_dir.clone(),
+            sync: self.sync,
+            retention: Retention {
+                max_per_room: Some(self.history_max_per_room).filter(|n| *n > 0),
+                max_age: self.history_max_age,
+            },
+        }
     }
 
     pub fn restart_delay(&self) -> Duration {
@@ -377,6 +456,17 @@ impl Config {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn ages_parse_with_units() {
+        assert_eq!(parse_age("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_age("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_age("0s").is_err());
+        assert!(parse_age("7w").is_err());
+        assert!(parse_age("d").is_err());
+        assert!(parse_age("99999999999999999999d").is_err());
+    }
 
     #[test]
     fn the_defaults_are_valid() {

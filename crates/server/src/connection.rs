@@ -27,9 +27,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use actorchat_protocol::{
-    CalcResult, ClientFrame, ErrorCode, Pong, ServerFrame, close_code, decode_client_frame,
+    CalcResult, ClientFrame, ErrorCode, Pong, ServerFrame, Since, close_code, decode_client_frame,
 };
-use bytes::Bytes;
 use ractor::rpc::CallResult;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
@@ -39,8 +38,9 @@ use crate::calc::holdback::{
 };
 use crate::calc::{SchedulerMsg, Work};
 use crate::clock::unix_millis;
+use crate::history::history_frame;
 use crate::identity::SessionId;
-use crate::mailbox::{Delivery, Kick, Mailbox, mailbox};
+use crate::mailbox::{Delivery, Frame, Kick, Mailbox, mailbox};
 use crate::rate_limit::TokenBucket;
 use crate::registry::{LookupError, lookup};
 use crate::room::{ChatIn, ChatRefused, RoomHandle, RoomMsg};
@@ -119,6 +119,8 @@ pub(crate) struct Admitted {
     pub peer: SocketAddr,
     pub name: String,
     pub room: String,
+    /// Resume from here (`/ws?since=&epoch=`).
+    pub since: Option<Since>,
     pub found: RoomHandle,
 }
 
@@ -134,11 +136,12 @@ pub(crate) async fn run(
         peer,
         name,
         room,
+        since,
         found,
     } = admitted;
     state.metrics.connections.fetch_add(1, Relaxed);
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
-    let joined = Box::pin(join_room(&state, id, &name, &room, Some(found))).await;
+    let joined = Box::pin(join_room(&state, id, &name, &room, since, Some(found))).await;
     let exit = match joined.map_err(|e| join_failed(id, &room, e)) {
         Ok((room_ref, mailbox)) => {
             debug!(session = id, %peer, name = %name, room = %room, "session started");
@@ -185,6 +188,7 @@ async fn join_room(
     id: SessionId,
     name: &str,
     room: &str,
+    since: Option<Since>,
     mut found: Option<RoomHandle>,
 ) -> Result<(RoomHandle, Mailbox), JoinError> {
     for attempt in 0..JOIN_ATTEMPTS {
@@ -208,6 +212,7 @@ async fn join_room(
                     session: id,
                     name: name.to_owned(),
                     member,
+                    since: since.clone(),
                     reply,
                 },
                 Some(JOIN_TIMEOUT),
@@ -504,16 +509,21 @@ impl Session {
                 });
                 None
             }
-            ClientFrame::Join { room, .. } => self.join(state, tx, room).await,
-            // Issue 11 in progress: scroll-back is answered once rooms have streams.
-            ClientFrame::History { .. } => None,
+            ClientFrame::Join { room, since } => self.join(state, tx, room, since).await,
+            ClientFrame::History { before, limit } => self.history(state, tx, before, limit).await,
         }
     }
 
     /// Moves to another room: joins it first (so a refusal leaves the
     /// client where it was), then leaves the old one. A pending calculation
     /// and the messages held behind it stay addressed to the old room.
-    async fn join(&mut self, state: &AppState, tx: &mut Writer, room: String) -> Option<Exit> {
+    async fn join(
+        &mut self,
+        state: &AppState,
+        tx: &mut Writer,
+        room: String,
+        since: Option<Since>,
+    ) -> Option<Exit> {
         // A join to the room the session is already in changes nothing:
         // leaving and re-joining would announce a false leave + join to
         // everyone and send a second welcome.
@@ -548,7 +558,7 @@ impl Session {
                 )
                 .await;
         }
-        match Box::pin(join_room(state, self.id, &self.name, &room, None)).await {
+        match Box::pin(join_room(state, self.id, &self.name, &room, since, None)).await {
             Ok((handle, mailbox)) => {
                 self.cast(RoomMsg::Leave { session: self.id });
                 self.replace_room(state, handle, mailbox);
@@ -644,6 +654,47 @@ impl Session {
         }
     }
 
+    /// Answers a scroll-back request from storage. The read runs off the
+    /// runtime's workers; the frames are the stored ones, spliced as they are.
+    async fn history(
+        &self,
+        state: &AppState,
+        tx: &mut Writer,
+        before: u64,
+        limit: u32,
+    ) -> Option<Exit> {
+        state.metrics.history.reads.fetch_add(1, Relaxed);
+        match state
+            .streams
+            .before(&self.room_name, before, limit as usize)
+            .await
+        {
+            Ok(page) => {
+                let frame = history_frame(&self.room_name, &page);
+                match tokio::time::timeout(WRITE_TIMEOUT, tx.send_text(&frame)).await {
+                    Ok(Ok(())) => {
+                        state.metrics.frames_out.fetch_add(1, Relaxed);
+                        None
+                    }
+                    _ => Some(Exit::Gone),
+                }
+            }
+            Err(e) => {
+                warn!(session = self.id, room = %self.room_name, error = %e, "history page could not be read");
+                state.metrics.error(ErrorCode::Unavailable);
+                self.reply(
+                    state,
+                    tx,
+                    &ServerFrame::error(
+                        ErrorCode::Unavailable,
+                        "The room's history could not be read; try again in a moment.",
+                    ),
+                )
+                .await
+            }
+        }
+    }
+
     /// Swaps in a new room and mailbox; frames still queued in the old
     /// mailbox are discarded (and uncounted) under its lock, so the depth
     /// gauge stays exact even if the old room offers more meanwhile.
@@ -657,7 +708,15 @@ impl Session {
     /// Rejoins `self.room_name` after its room died, with a fresh mailbox;
     /// the room queues a new `welcome` as the first frame.
     async fn rejoin(&mut self, state: &AppState) -> Result<(), Exit> {
-        let joined = Box::pin(join_room(state, self.id, &self.name, &self.room_name, None)).await;
+        let joined = Box::pin(join_room(
+            state,
+            self.id,
+            &self.name,
+            &self.room_name,
+            None,
+            None,
+        ))
+        .await;
         let (room, mailbox) = joined.map_err(|e| join_failed(self.id, &self.room_name, e))?;
         self.replace_room(state, room, mailbox);
         Ok(())
@@ -720,7 +779,7 @@ fn going_away() -> Exit {
 /// in parts), so a busy connection writes many frames per system call; the
 /// mailbox sizes batches to `write_buffer_bytes` (or one larger frame), which
 /// bounds what a slow connection buffers.
-async fn write_batch(tx: &mut Writer, frames: &[Bytes], state: &AppState) -> std::io::Result<()> {
+async fn write_batch(tx: &mut Writer, frames: &[Frame], state: &AppState) -> std::io::Result<()> {
     let metrics = &state.metrics;
     // The frames left the queue when they were taken, whether or not the
     // write completes.

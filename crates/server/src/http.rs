@@ -3,12 +3,12 @@
 //!
 //! `/healthz` is liveness (the process answers HTTP); `/readyz` is
 //! readiness: 503 with the reasons while a top-level actor is down or
-//! restarting, or while the server shuts down.
+//! restarting, while storage writes fail, or while the server shuts down.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actorchat_protocol::{validate_name, validate_room};
+use actorchat_protocol::{MAX_HISTORY_PAGE, Since, check_since, validate_name, validate_room};
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -20,6 +20,7 @@ use tracing::warn;
 
 use crate::assets;
 use crate::connection::{self, Admitted, JOIN_TIMEOUT};
+use crate::history::history_frame;
 use crate::identity::default_name;
 use crate::registry::{LookupError, lookup};
 use crate::server::AppState;
@@ -34,6 +35,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/test.html", get(assets::test_page))
         .route("/calc/{id}", get(calc_result))
+        .route("/rooms/{room}/messages", get(room_messages))
         .fallback(assets::web_client)
         .with_state(state)
 }
@@ -42,6 +44,26 @@ pub fn router(state: Arc<AppState>) -> Router {
 struct JoinQuery {
     name: Option<String>,
     room: Option<String>,
+    /// Resume after this id of `epoch` (both or neither).
+    since: Option<u64>,
+    epoch: Option<String>,
+}
+
+impl JoinQuery {
+    fn since(&self) -> Result<Option<Since>, String> {
+        match (self.since, &self.epoch) {
+            (None, None) => Ok(None),
+            (Some(id), Some(epoch)) => {
+                let since = Since {
+                    id,
+                    epoch: epoch.clone(),
+                };
+                check_since(&since).map_err(|e| e.message)?;
+                Ok(Some(since))
+            }
+            _ => Err("Resuming needs both `since` (the last id you have) and `epoch`.".into()),
+        }
+    }
 }
 
 /// Upgrades to a WebSocket after checking the origin, the query, the
@@ -75,6 +97,10 @@ async fn websocket(
         Some(Err(reason)) => return (StatusCode::BAD_REQUEST, reason).into_response(),
         Some(Ok(name)) => Some(name.to_owned()),
         None => None,
+    };
+    let since = match query.since() {
+        Ok(since) => since,
+        Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
     let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
         state.metrics.connections_refused.fetch_add(1, Relaxed);
@@ -137,6 +163,7 @@ async fn websocket(
             peer,
             name,
             room,
+            since,
             found,
         };
         connection::run(reader, writer, state, admitted).await;
@@ -147,6 +174,7 @@ async fn websocket(
 /// 200 `ready`, or 503 with one line per reason.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut problems = state.actors.readiness.problems();
+    problems.extend(state.streams.health().problem());
     if state.shutdown.is_cancelled() {
         problems.push("the server is shutting down".to_owned());
     }
@@ -175,5 +203,51 @@ async fn calc_result(State(state): State<Arc<AppState>>, Path(id): Path<String>)
             format!("No retained result {id:?}: it never existed or was evicted to make room for newer ones."),
         )
             .into_response(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    before: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// A page of a room's stored messages, newest `limit` before `before`
+/// (default: the latest), as `{"type":"history","room","messages","has_more"}`:
+/// the same body as the WebSocket's `history` frame, for bots and exports.
+/// A room with no stream answers an empty page.
+async fn room_messages(
+    State(state): State<Arc<AppState>>,
+    Path(room): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Response {
+    if let Err(reason) = validate_room(&room) {
+        return (StatusCode::BAD_REQUEST, reason).into_response();
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_HISTORY_PAGE).contains(&limit) {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("`limit` must be from 1 to {MAX_HISTORY_PAGE}; got {limit}."),
+        )
+            .into_response();
+    }
+    let before = query.before.unwrap_or(u64::MAX);
+    state.metrics.history.reads.fetch_add(1, Relaxed);
+    match state.streams.before(&room, before, limit as usize).await {
+        Ok(page) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            history_frame(&room, &page),
+        )
+            .into_response(),
+        Err(e) => {
+            warn!(room, error = %e, "history page could not be read; answering 503");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "5")],
+                "The room's history could not be read; try again shortly.",
+            )
+                .into_response()
+        }
     }
 }

@@ -9,8 +9,10 @@
 //! 2. The connection decodes and validates the frame, rate-limits it and casts
 //!    it to its `room` actor (found or created by the `registry`), unless the
 //!    room's inbox is full.
-//! 3. The room stamps author, sequence number and time, encodes the frame once
-//!    and offers the bytes to every member's `mailbox` without waiting.
+//! 3. The room stamps author, id and time, encodes the frame once, hands it
+//!    to its stream in `history` (one writer thread commits every room's
+//!    batch in one transaction) and, once committed, offers the bytes to
+//!    every member's `mailbox` without waiting.
 //! 4. Each connection drains its mailbox into its socket, one flush per batch.
 //!
 //! A chat text like `200!` takes a detour first: the connection hands it to
@@ -30,6 +32,7 @@ pub(crate) mod calc;
 pub(crate) mod clock;
 pub mod config;
 pub(crate) mod connection;
+pub mod history;
 pub(crate) mod http;
 pub(crate) mod identity;
 pub(crate) mod listener;

@@ -27,6 +27,40 @@ use std::task::Poll;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 
+/// One outbound text frame, pre-encoded.
+///
+/// Most frames are one buffer shared by every member a broadcast reached. A
+/// `welcome` is the exception: its head is the member's own (session, name)
+/// but its `history` is the room's, so it is queued as parts and the room's
+/// history bytes are shared, not copied, however many members join at once
+/// (a join storm into a room with 200 KB of recent history would otherwise
+/// hold one copy per joiner until each is written). The parts are
+/// concatenated only into the socket's write buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Whole(Bytes),
+    Parts(Box<[Bytes]>),
+}
+
+impl Frame {
+    /// The frame's payload length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Frame::Whole(bytes) => bytes.len(),
+            Frame::Parts(parts) => parts.iter().map(Bytes::len).sum(),
+        }
+    }
+
+    /// The whole payload as one buffer (copies a spliced frame).
+    #[cfg(test)]
+    pub fn to_bytes(&self) -> Bytes {
+        match self {
+            Frame::Whole(bytes) => bytes.clone(),
+            Frame::Parts(parts) => Bytes::from(parts.concat()),
+        }
+    }
+}
+
 /// Why a room removed a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kick {
@@ -48,7 +82,7 @@ pub enum Undeliverable {
 pub enum Delivery {
     /// The oldest queued frames, taken under one lock: as many as fit in the
     /// batch budget, and always at least one.
-    Frames(Vec<Bytes>),
+    Frames(Vec<Frame>),
     /// The room removed this member; takes precedence over queued frames.
     Kicked(Kick),
     /// The room dropped its handle without a kick: the room actor died.
@@ -70,7 +104,7 @@ struct Shared {
 }
 
 struct State {
-    queue: VecDeque<Bytes>,
+    queue: VecDeque<Frame>,
     capacity: usize,
     kick: Option<Kick>,
     handle_dropped: bool,
@@ -129,6 +163,12 @@ impl MemberHandle {
     /// Queues a frame without waiting. Cloning [`Bytes`] only bumps a
     /// reference count: every member shares the one encoding.
     pub fn offer(&self, frame: &Bytes) -> Result<(), Undeliverable> {
+        self.offer_frame(Frame::Whole(frame.clone()))
+    }
+
+    /// Queues a frame made of parts (see [`Frame`]), under the same policy
+    /// as [`MemberHandle::offer`].
+    pub fn offer_frame(&self, frame: Frame) -> Result<(), Undeliverable> {
         {
             let mut state = self.shared.lock();
             if state.mailbox_dropped {
@@ -137,7 +177,7 @@ impl MemberHandle {
             if state.queue.len() >= state.capacity {
                 return Err(Undeliverable::Full);
             }
-            state.queue.push_back(frame.clone());
+            state.queue.push_back(frame);
         }
         // Wakes the task only if it is waiting: a connection that is still
         // writing its previous batch is not woken again per frame.
@@ -248,7 +288,7 @@ impl Drop for Mailbox {
 }
 
 /// Gives back the memory of a burst once the queue is empty again.
-fn shrink_if_drained(queue: &mut VecDeque<Bytes>) {
+fn shrink_if_drained(queue: &mut VecDeque<Frame>) {
     if queue.is_empty() && queue.capacity() > SHRINK_ABOVE {
         *queue = VecDeque::new();
     }
@@ -264,7 +304,31 @@ mod tests {
     }
 
     fn frames(list: &[&'static str]) -> Delivery {
-        Delivery::Frames(list.iter().map(|s| frame(s)).collect())
+        Delivery::Frames(list.iter().map(|s| Frame::Whole(frame(s))).collect())
+    }
+
+    /// A queued frame costs no more than a shared buffer handle: the
+    /// spliced variant must not grow every slot of every mailbox.
+    #[test]
+    fn a_frame_is_the_size_of_a_buffer_handle() {
+        assert_eq!(std::mem::size_of::<Frame>(), std::mem::size_of::<Bytes>());
+    }
+
+    #[tokio::test]
+    async fn spliced_frames_share_their_parts_and_count_their_whole_length() {
+        let (member, mut mailbox) = mailbox(4, 1024);
+        let shared = Bytes::from_static(b"[1,2]");
+        let parts = |head: &'static str| {
+            Frame::Parts(vec![frame(head), shared.clone(), frame("}")].into_boxed_slice())
+        };
+        member.offer_frame(parts("{\"h\":")).unwrap();
+        member.offer_frame(parts("{\"g\":")).unwrap();
+        let Delivery::Frames(batch) = mailbox.recv().await else {
+            panic!("expected frames");
+        };
+        assert_eq!(batch[0].len(), 11);
+        assert_eq!(batch[0].to_bytes(), Bytes::from_static(b"{\"h\":[1,2]}"));
+        assert_eq!(batch[1].to_bytes(), Bytes::from_static(b"{\"g\":[1,2]}"));
     }
 
     #[tokio::test]

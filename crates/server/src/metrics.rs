@@ -76,6 +76,123 @@ pub struct Metrics {
     /// `error` frames sent, by code, indexed like [`ErrorCode::ALL`].
     errors: [AtomicU64; ErrorCode::ALL.len()],
     pub calc: CalcMetrics,
+    pub history: HistoryMetrics,
+}
+
+/// Room streams' figures (see `crate::history`).
+#[derive(Debug, Default)]
+pub struct HistoryMetrics {
+    /// Messages committed to storage.
+    pub appends: AtomicU64,
+    /// Failed commits (each answered `unavailable` to its senders).
+    pub write_errors: AtomicU64,
+    /// Messages removed by retention.
+    pub trimmed: AtomicU64,
+    /// Reads from storage for history pages and resumes.
+    pub reads: AtomicU64,
+    /// Resumes answered `recovered: true` / `false`.
+    pub resumes_recovered: AtomicU64,
+    pub resumes_not_recovered: AtomicU64,
+    /// One commit (transaction), in seconds.
+    pub commit_seconds: Histogram,
+    /// Messages per commit.
+    pub commit_messages: CountHistogram,
+    /// From a resume request reaching the room to its `welcome` being queued.
+    pub resume_seconds: Histogram,
+}
+
+impl HistoryMetrics {
+    fn render(&self, out: &mut String) {
+        let counters = [
+            (
+                "actorchat_history_appends_total",
+                "Messages committed to storage.",
+                &self.appends,
+            ),
+            (
+                "actorchat_history_write_errors_total",
+                "Failed storage commits (their messages were answered `unavailable`).",
+                &self.write_errors,
+            ),
+            (
+                "actorchat_history_trimmed_total",
+                "Messages removed by retention.",
+                &self.trimmed,
+            ),
+            (
+                "actorchat_history_reads_total",
+                "Storage reads for history pages and resumes.",
+                &self.reads,
+            ),
+        ];
+        for (name, help, value) in counters {
+            metric(out, name, "counter", help, value.load(Relaxed));
+        }
+        header(
+            out,
+            "actorchat_history_resumes_total",
+            "counter",
+            "Resume requests by outcome.",
+        );
+        let _ = writeln!(
+            out,
+            "actorchat_history_resumes_total{{result=\"recovered\"}} {}\nactorchat_history_resumes_total{{result=\"not_recovered\"}} {}",
+            self.resumes_recovered.load(Relaxed),
+            self.resumes_not_recovered.load(Relaxed)
+        );
+        self.commit_seconds.render(
+            out,
+            "actorchat_history_commit_seconds",
+            "Time of one storage commit.",
+        );
+        self.commit_messages.render(
+            out,
+            "actorchat_history_commit_messages",
+            "Messages per storage commit.",
+        );
+        self.resume_seconds.render(
+            out,
+            "actorchat_history_resume_seconds",
+            "From a resume request reaching its room to the welcome being queued.",
+        );
+    }
+}
+
+/// A Prometheus histogram of counts (batch sizes), with fixed buckets.
+#[derive(Debug, Default)]
+pub struct CountHistogram {
+    buckets: [AtomicU64; COUNT_BUCKETS.len()],
+    count: AtomicU64,
+    sum: AtomicU64,
+}
+
+const COUNT_BUCKETS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+
+impl CountHistogram {
+    pub fn observe(&self, n: u64) {
+        for (bound, bucket) in COUNT_BUCKETS.iter().zip(&self.buckets) {
+            if n <= *bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum.fetch_add(n, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        header(out, name, "histogram", help);
+        for (bound, bucket) in COUNT_BUCKETS.iter().zip(&self.buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Relaxed)
+            );
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum.load(Relaxed));
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
 
 /// How a calculation ended, as counted in `actorchat_calc_total{status}`.
@@ -193,8 +310,8 @@ pub struct Histogram {
     sum_micros: AtomicU64,
 }
 
-const BUCKETS: [f64; 12] = [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
+const BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0,
 ];
 
 impl Histogram {
@@ -445,6 +562,7 @@ impl Metrics {
             );
         }
         self.calc.render(&mut out);
+        self.history.render(&mut out);
         if let Some(rss) = resident_memory_bytes() {
             metric(
                 &mut out,

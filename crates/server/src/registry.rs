@@ -1,7 +1,7 @@
 //! The room registry: finds or creates room actors and supervises them.
 //!
 //! Supervision policy: a room actor that panics is restarted at once with
-//! the same name and sequence counter (its members see their mailboxes close
+//! the same name, continuing its stream (its members see their mailboxes close
 //! and rejoin, each getting a fresh `welcome`); the process never dies
 //! because one room failed, and a room that cannot be restarted is forgotten
 //! (its members' rejoin creates it afresh) rather than taking the registry
@@ -12,20 +12,17 @@
 //! at a time, a `join` either reached it before (then it is not empty and
 //! does not stop) or arrives after the stop (then the join fails and the
 //! joiner asks the registry again, which by then has forgotten the room and
-//! starts a fresh one). A member therefore never sees ids go backwards: the
-//! sequence restarts only for a room nobody is in.
+//! starts a fresh one, which continues the room's stream).
 //!
 //! Bounds: at most `max_rooms` rooms; a lookup that would create one more is
 //! answered [`LookupError::RoomLimit`].
 //!
-//! The sequence counters live in a [`Sequences`] book owned by the root
-//! supervisor, not in the registry, so that when the registry itself fails
-//! and is restarted (its rooms die with it) the restarted rooms continue
-//! their sequences.
+//! Ids live in the rooms' streams ([`crate::history`]), not in any actor,
+//! so rooms restarted with a restarted registry continue them too.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use ractor::rpc::CallResult;
@@ -34,6 +31,7 @@ use ractor::{
 };
 use tracing::{error, info, warn};
 
+use crate::history::Streams;
 use crate::metrics::Metrics;
 use crate::room::{Room, RoomArgs, RoomHandle, RoomInbox, RoomSettings};
 use crate::supervisor::Supervised;
@@ -82,31 +80,13 @@ pub(crate) async fn lookup(
     }
 }
 
-/// Sequence counters by room name, shared by every incarnation of the
-/// registry. Only the registry touches it (one message at a time), so the
-/// lock is never contended.
-#[derive(Debug, Default)]
-pub(crate) struct Sequences(Mutex<HashMap<String, Arc<AtomicU64>>>);
-
-impl Sequences {
-    fn of(&self, room: &str) -> Arc<AtomicU64> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(room.to_owned()).or_default().clone()
-    }
-
-    fn forget(&self, room: &str) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(room);
-    }
-}
-
 pub(crate) struct RoomRegistry;
 
 #[derive(Clone)]
 pub(crate) struct RegistryArgs {
     pub settings: Arc<RoomSettings>,
     pub metrics: Arc<Metrics>,
-    pub sequences: Arc<Sequences>,
+    pub streams: Streams,
     pub max_rooms: usize,
 }
 
@@ -204,8 +184,6 @@ impl Actor for RoomRegistry {
                     .is_some_and(|e| e.actor.get_id() == cell.get_id())
                 {
                     state.rooms.remove(&room);
-                    // Stopped empty: nobody can see its sequence restart.
-                    state.args.sequences.forget(&room);
                     info!(room = %room, reason = ?reason, "room stopped");
                 }
             }
@@ -245,7 +223,7 @@ impl RegistryState {
         let inbox = Arc::new(RoomInbox::default());
         let args = RoomArgs {
             name: room.clone(),
-            seq: self.args.sequences.of(&room),
+            streams: self.args.streams.clone(),
             inbox: inbox.clone(),
             settings: self.args.settings.clone(),
             metrics: self.args.metrics.clone(),
@@ -280,6 +258,18 @@ mod tests {
     use actorchat_protocol::{Limits, ServerFrame};
     use ractor::rpc::CallResult;
 
+    fn memory_storage() -> crate::history::StorageConfig {
+        crate::history::StorageConfig {
+            kind: crate::history::StorageKind::Memory,
+            data_dir: std::path::PathBuf::new(),
+            sync: crate::history::Durability::Normal,
+            retention: crate::history::Retention {
+                max_per_room: Some(1000),
+                max_age: None,
+            },
+        }
+    }
+
     async fn spawn_registry(max_rooms: usize) -> ActorRef<RegistryMsg> {
         let settings = Arc::new(RoomSettings {
             limits: Limits {
@@ -291,13 +281,15 @@ mod tests {
             // Idle at once: every moment a room is empty, its stop is due.
             idle_after: Duration::ZERO,
             first_join_grace: Duration::ZERO,
+            welcome_history: 50,
+            recover_max: 1000,
             panic_phrase: None,
             pause_phrase: None,
         });
         let args = RegistryArgs {
             settings,
             metrics: Arc::new(Metrics::default()),
-            sequences: Arc::new(Sequences::default()),
+            streams: crate::history::Streams::open(&memory_storage(), Arc::default()).unwrap(),
             max_rooms,
         };
         Actor::spawn(None, RoomRegistry, args).await.unwrap().0
@@ -330,6 +322,7 @@ mod tests {
                     session,
                     name: format!("m{session}"),
                     member,
+                    since: None,
                     reply,
                 },
                 Some(Duration::from_secs(5)),
@@ -361,7 +354,7 @@ mod tests {
                 panic!("the room stopped under a member: {delivery:?}");
             };
             for f in frames {
-                if let Ok(ServerFrame::Chat(c)) = serde_json::from_slice(&f) {
+                if let Ok(ServerFrame::Chat(c)) = serde_json::from_slice(&f.to_bytes()) {
                     return c.id;
                 }
             }

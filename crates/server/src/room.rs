@@ -2,10 +2,23 @@
 //!
 //! Where a chat message goes: a connection validates a `chat` frame and casts
 //! [`RoomMsg::Chat`] here; the room stamps the author (the sender's session
-//! name: identity comes from the server, never from the client), the next
-//! sequence number and the server time, encodes the frame ONCE, and offers
-//! the same bytes to every member's mailbox ([`crate::mailbox`]), never
-//! waiting for any of them.
+//! name: identity comes from the server, never from the client). Then,
+//! persist before broadcast: the room numbers the waiting messages with
+//! the next ids of its stream, encodes each frame ONCE and hands the batch
+//! to storage ([`crate::history`]) without waiting; when storage reports the
+//! commit ([`RoomMsg::Committed`]) it offers the same bytes to every
+//! member's mailbox ([`crate::mailbox`]), never waiting for any of them.
+//! One batch is in flight per room; what arrives meanwhile forms the next
+//! batch, so a slow disk makes batches bigger, not the room slower. A
+//! failed commit is answered `unavailable` to its senders and nothing of it
+//! is broadcast; the ids are handed out again (nobody saw them).
+//!
+//! Joins: a member's `welcome` carries the room's recent history, encoded
+//! once and shared by every joiner ([`Recent`]); a resuming member's
+//! carries exactly the messages after its `since` id, from memory when they
+//! are recent, otherwise from a storage read that runs while the room goes
+//! on. Either way the member is added in the same step as its history is
+//! cut off, so the first live frame it gets follows the history's last.
 //!
 //! The inbox is bounded: every chat cast to a room is counted in its
 //! [`RoomInbox`] (one atomic per room, incremented by the sender, decremented
@@ -21,20 +34,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use actorchat_protocol::{
-    CalcResult, ChatMessage, Limits, MAX_PARTICIPANTS_LISTED, Rename, RoomUpdate, ServerFrame,
-    Welcome,
+    CalcResult, ChatMessage, ErrorCode, Limits, MAX_PARTICIPANTS_LISTED, Rename, RoomUpdate,
+    ServerFrame, Since, Welcome,
 };
 use bytes::Bytes;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::clock::unix_millis;
+use crate::history::{Append, Recent, StoreError, Stored, Streams, json_array};
 use crate::identity::SessionId;
-use crate::mailbox::{Kick, MemberHandle, Undeliverable};
+use crate::mailbox::{Frame, Kick, MemberHandle, Undeliverable};
 use crate::metrics::Metrics;
 
 /// Most names in each list of one `room_update`; `num_participants` is
@@ -43,19 +57,35 @@ use crate::metrics::Metrics;
 /// write batch.
 const MAX_NAMES_PER_UPDATE: usize = 50;
 
+/// Most messages of one room in one storage batch. Each batch is broadcast
+/// in one go when committed, so this bounds the burst a member's outbound
+/// queue takes at once (a backlog of thousands would otherwise land on every
+/// member together and overflow their queues).
+const MAX_BATCH: usize = 64;
+
 /// Room size per base presence interval; see [`RoomState::presence_interval`].
 const PRESENCE_MEMBERS_PER_INTERVAL: usize = 1000;
 
 /// What a room can be asked to do.
 pub enum RoomMsg {
     /// Add a member. The room queues the member's `welcome` as the first
-    /// frame of its mailbox, then replies.
+    /// frame of its mailbox, then replies. With `since`, the member resumes
+    /// (see [`Welcome::recovered`]). No reply: the room's stream could not
+    /// be read (the joiner retries, then gives up).
     Join {
         session: SessionId,
         name: String,
         member: MemberHandle,
+        since: Option<Since>,
         reply: RpcReplyPort<()>,
     },
+    /// Storage finished a resume's read (see [`RoomState::resume`]).
+    ResumeRead {
+        join: Box<PendingJoin>,
+        read: Result<Vec<Stored>, StoreError>,
+    },
+    /// Storage finished the batch in flight.
+    Committed(Result<(), StoreError>),
     /// Remove a member that left or disconnected.
     Leave { session: SessionId },
     /// Broadcast a chat message from a member. Counted in the room's
@@ -136,6 +166,10 @@ impl RoomHandle {
 #[derive(Debug)]
 pub struct RoomSettings {
     pub limits: Limits,
+    /// Messages in a plain join's `welcome.history`.
+    pub welcome_history: usize,
+    /// Most missed messages a resume recovers.
+    pub recover_max: usize,
     pub presence_interval: Duration,
     pub idle_after: Duration,
     /// How long a new room waits for its first member before it may stop.
@@ -148,9 +182,9 @@ pub struct RoomSettings {
 
 pub struct RoomArgs {
     pub name: String,
-    /// Owned by the registry's sequence book so that a restarted room
-    /// continues the sequence.
-    pub seq: Arc<AtomicU64>,
+    /// The room's stream: ids continue from its last one, whether the room
+    /// restarted after a panic or the server after a crash.
+    pub streams: Streams,
     pub inbox: Arc<RoomInbox>,
     pub settings: Arc<RoomSettings>,
     pub metrics: Arc<Metrics>,
@@ -160,7 +194,18 @@ pub struct Room;
 
 pub struct RoomState {
     name: String,
-    seq: Arc<AtomicU64>,
+    /// The name as storage keys it, shared by every batch.
+    key: Arc<str>,
+    streams: Streams,
+    /// Read from storage on the first message; `None` until then, and again
+    /// after a failed commit (so the next message re-reads the last id).
+    stream: Option<StreamState>,
+    /// Chats received and not yet handed to storage.
+    waiting: Vec<Outgoing>,
+    /// The batch storage is committing: (sender, id, frame).
+    in_flight: Vec<(SessionId, u64, Bytes)>,
+    /// Resumes waiting for a storage read; the room does not stop meanwhile.
+    pending_resumes: usize,
     inbox: Arc<RoomInbox>,
     settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
@@ -169,6 +214,35 @@ pub struct RoomState {
     /// Bumped whenever the room becomes empty; an idle check for an older
     /// generation is stale (someone joined meanwhile).
     idle_generation: u64,
+}
+
+/// What a room knows of its stream.
+struct StreamState {
+    epoch: String,
+    /// The newest id broadcast (and so committed).
+    last_id: u64,
+    recent: Recent,
+}
+
+/// A chat accepted by the room, waiting for its id.
+struct Outgoing {
+    session: SessionId,
+    author: String,
+    chat: ChatIn,
+}
+
+/// A resuming join whose missed messages are being read from storage.
+pub struct PendingJoin {
+    session: SessionId,
+    name: String,
+    member: MemberHandle,
+    reply: RpcReplyPort<()>,
+    /// The resume's stream and where the read got to.
+    epoch: String,
+    after: u64,
+    /// Frames read so far, oldest first.
+    history: Vec<Bytes>,
+    started: Instant,
 }
 
 struct Member {
@@ -207,8 +281,13 @@ impl Actor for Room {
         args: RoomArgs,
     ) -> Result<RoomState, ActorProcessingErr> {
         Ok(RoomState {
+            key: args.name.as_str().into(),
             name: args.name,
-            seq: args.seq,
+            streams: args.streams,
+            stream: None,
+            waiting: Vec::new(),
+            in_flight: Vec::new(),
+            pending_resumes: 0,
             inbox: args.inbox,
             settings: args.settings,
             metrics: args.metrics,
@@ -247,16 +326,28 @@ impl Actor for Room {
                 session,
                 name,
                 member,
+                since,
                 reply,
             } => {
-                state.join(&myself, session, name, member);
-                // The joiner may have given up waiting; nothing to undo then,
-                // its mailbox closes and the next offer removes it.
-                let _ = reply.send(());
+                if state.load_stream().await {
+                    state.join(&myself, session, name, member, since, reply);
+                }
+            }
+            RoomMsg::ResumeRead { join, read } => {
+                state.pending_resumes -= 1;
+                state.resume_read(&myself, *join, read);
+            }
+            RoomMsg::Committed(result) => {
+                let broadcast = state.committed(&myself, result);
+                if broadcast > 1 {
+                    // A batch is many broadcasts in one step; let the
+                    // members' connections (on this worker too) drain them
+                    // before the next batch lands on their queues.
+                    tokio::task::yield_now().await;
+                }
             }
             RoomMsg::Leave { session } => state.leave(&myself, session),
             RoomMsg::Chat(chat) => {
-                state.inbox.0.fetch_sub(1, Relaxed);
                 if state.settings.panic_phrase.as_deref() == Some(chat.text.as_str()) {
                     panic!(
                         "fault injection: room {} received the panic phrase",
@@ -266,7 +357,12 @@ impl Actor for Room {
                 if state.settings.pause_phrase.as_deref() == Some(chat.text.as_str()) {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-                state.chat(&myself, chat);
+                state.chat(chat);
+                if state.load_stream().await {
+                    state.send_batch(&myself);
+                } else {
+                    state.fail_waiting();
+                }
             }
             RoomMsg::Rename { session, name } => state.rename(&myself, session, name),
             RoomMsg::FlushPresence => {
@@ -277,7 +373,7 @@ impl Actor for Room {
                 // Decided here, between two messages: a join that reached the
                 // room earlier made it non-empty; one that arrives after the
                 // stop fails and is retried through the registry.
-                if generation == state.idle_generation && state.members.is_empty() {
+                if generation == state.idle_generation && state.is_idle() {
                     info!(room = %state.name, "room idle; stopping");
                     myself.stop(Some("idle".into()));
                 }
@@ -288,13 +384,202 @@ impl Actor for Room {
 }
 
 impl RoomState {
+    /// Reads the stream's epoch, last id and recent messages if not done
+    /// yet. The room waits for this read (it cannot number or replay
+    /// anything without it); it happens once per room start.
+    async fn load_stream(&mut self) -> bool {
+        if self.stream.is_some() {
+            return true;
+        }
+        let keep = self.settings.welcome_history;
+        let loaded = async {
+            let head = self.streams.head(&self.name).await?;
+            let latest = self.streams.latest(&self.name, keep).await?;
+            Ok::<_, StoreError>((head, latest))
+        }
+        .await;
+        match loaded {
+            Ok((head, latest)) => {
+                let mut recent = Recent::new(keep, self.settings.recover_max);
+                for m in latest.into_iter().filter(|m| m.id <= head.last_id) {
+                    recent.push(m.id, m.frame);
+                }
+                self.stream = Some(StreamState {
+                    epoch: head.epoch,
+                    last_id: head.last_id,
+                    recent,
+                });
+                true
+            }
+            Err(e) => {
+                error!(room = %self.name, error = %e, "cannot read the room's stream; refusing joins and chat until it can");
+                false
+            }
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.members.is_empty()
+            && self.pending_resumes == 0
+            && self.in_flight.is_empty()
+            && self.waiting.is_empty()
+    }
+
     fn join(
         &mut self,
         myself: &ActorRef<RoomMsg>,
         session: SessionId,
         name: String,
         member: MemberHandle,
+        since: Option<Since>,
+        reply: RpcReplyPort<()>,
     ) {
+        let started = Instant::now();
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        // Decided with the stream borrowed; acted on after.
+        let now = match &since {
+            None => Ok((None, stream.recent.welcome_history())),
+            Some(since) => {
+                let missed = stream.last_id.checked_sub(since.id);
+                let recoverable = since.epoch == stream.epoch
+                    && missed.is_some_and(|n| n <= self.settings.recover_max as u64);
+                if !recoverable {
+                    Ok((Some(false), stream.recent.welcome_history()))
+                } else if let Some(frames) = stream.recent.after(since.id) {
+                    Ok((Some(true), json_array(frames)))
+                } else {
+                    Err(stream.last_id)
+                }
+            }
+        };
+        match (now, since) {
+            (Ok((recovered, history)), _) => {
+                if let Some(recovered) = recovered {
+                    self.resumed(recovered, started);
+                }
+                self.admit(myself, session, name, member, recovered, history);
+                let _ = reply.send(());
+            }
+            // Older than memory reaches: read from storage while the room
+            // goes on.
+            (Err(upto), Some(since)) => {
+                let join = PendingJoin {
+                    session,
+                    name,
+                    member,
+                    reply,
+                    epoch: since.epoch,
+                    after: since.id,
+                    history: Vec::new(),
+                    started,
+                };
+                self.read_for(myself, join, upto);
+            }
+            (Err(_), None) => {}
+        }
+    }
+
+    /// Reads the messages after `join.after` up to `upto` for a resume.
+    fn read_for(&mut self, myself: &ActorRef<RoomMsg>, join: PendingJoin, upto: u64) {
+        self.pending_resumes += 1;
+        self.metrics.history.reads.fetch_add(1, Relaxed);
+        let streams = self.streams.clone();
+        let room = self.key.clone();
+        let myself = myself.clone();
+        let limit = usize::try_from(upto.saturating_sub(join.after)).unwrap_or(usize::MAX);
+        tokio::spawn(async move {
+            let read = streams.after(&room, join.after, limit).await;
+            let _ = myself.cast(RoomMsg::ResumeRead {
+                join: Box::new(join),
+                read,
+            });
+        });
+    }
+
+    /// A resume's read is back: the member gets it, plus what was broadcast
+    /// since (from memory), and joins in the same step.
+    fn resume_read(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        mut join: PendingJoin,
+        read: Result<Vec<Stored>, StoreError>,
+    ) {
+        let Some(stream) = self.stream.as_mut() else {
+            return; // storage failed meanwhile; the joiner retries
+        };
+        let contiguous = match read {
+            Ok(messages) => messages.into_iter().try_fold(join.after, |expected, m| {
+                (m.id == expected + 1).then(|| {
+                    join.history.push(m.frame);
+                    m.id
+                })
+            }),
+            Err(e) => {
+                warn!(room = %self.name, error = %e, "resume read failed; answering recovered: false");
+                None
+            }
+        };
+        let mut recovered = None;
+        // A room busier than memory holds may have moved on past what
+        // memory reaches during the read: read on from there, but never
+        // chase it for more than twice the recover limit.
+        let chase = 2 * self.settings.recover_max;
+        if let Some(reached) = contiguous.filter(|_| join.epoch == stream.epoch) {
+            join.after = reached;
+            if let Some(rest) = stream.recent.after(reached) {
+                join.history.extend(rest.cloned());
+                recovered = Some(());
+            } else if join.history.len() <= chase {
+                let upto = stream.last_id;
+                self.read_for(myself, join, upto);
+                return;
+            }
+        }
+        let PendingJoin {
+            session,
+            name,
+            member,
+            reply,
+            history,
+            started,
+            ..
+        } = join;
+        let (recovered, history) = match recovered {
+            Some(()) => (true, json_array(history.iter())),
+            None => (false, stream.recent.welcome_history()),
+        };
+        self.resumed(recovered, started);
+        self.admit(myself, session, name, member, Some(recovered), history);
+        let _ = reply.send(());
+    }
+
+    fn resumed(&self, recovered: bool, started: Instant) {
+        let history = &self.metrics.history;
+        if recovered {
+            history.resumes_recovered.fetch_add(1, Relaxed);
+        } else {
+            history.resumes_not_recovered.fetch_add(1, Relaxed);
+        }
+        history.resume_seconds.observe(started.elapsed());
+    }
+
+    /// Queues the member's `welcome` (with `history`, a JSON array of chat
+    /// frames) and adds it to the room.
+    fn admit(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        session: SessionId,
+        name: String,
+        member: MemberHandle,
+        recovered: Option<bool>,
+        history: Bytes,
+    ) {
+        let Some((epoch, last_id)) = self.stream.as_ref().map(|s| (s.epoch.clone(), s.last_id))
+        else {
+            return;
+        };
         if let Some(old) = self.members.remove(&session) {
             // A reconnecting session replaces its stale membership.
             self.note_left(session, old.name, old.announced);
@@ -307,19 +592,22 @@ impl RoomState {
             .map(|m| m.name.clone())
             .take(MAX_PARTICIPANTS_LISTED)
             .collect();
-        let welcome = ServerFrame::Welcome(Welcome {
+        let welcome = Welcome {
             session_id: session,
             name: name.clone(),
             room: self.name.clone(),
             num_participants: u32::try_from(num_participants).unwrap_or(u32::MAX),
             participants,
             limits: self.settings.limits,
-            epoch: String::new(),
-            last_id: 0,
-            recovered: None,
+            epoch,
+            last_id,
+            recovered,
             history: Vec::new(),
-        });
-        if member.offer(&Bytes::from(welcome.to_json())).is_err() {
+        };
+        if member
+            .offer_frame(welcome_frame(&welcome, history))
+            .is_err()
+        {
             return; // already gone
         }
         self.metrics.outbound_queue_depth.fetch_add(1, Relaxed);
@@ -377,34 +665,140 @@ impl RoomState {
         self.schedule_presence(myself);
     }
 
-    fn chat(&mut self, myself: &ActorRef<RoomMsg>, chat: ChatIn) {
-        let author = match (self.members.get(&chat.session), chat.departed_name) {
+    /// Accepts a chat for the next batch, stamping its author now: a rename
+    /// after sending does not change who wrote it.
+    fn chat(&mut self, chat: ChatIn) {
+        let author = match (self.members.get(&chat.session), &chat.departed_name) {
             (Some(member), _) => member.name.clone(),
-            (None, Some(name)) => name,
+            (None, Some(name)) => name.clone(),
             // Left (or was dropped) while the message was in flight.
-            (None, None) => return,
+            (None, None) => {
+                self.inbox.0.fetch_sub(1, Relaxed);
+                return;
+            }
         };
-        let frame = ServerFrame::Chat(ChatMessage {
-            id: self.seq.fetch_add(1, Relaxed) + 1,
-            room: self.name.clone(),
+        self.waiting.push(Outgoing {
+            session: chat.session,
             author,
-            text: chat.text,
-            client_id: chat.client_id,
-            sent_at: chat.sent_at,
-            server_time: unix_millis(),
-            calc: chat.calc,
+            chat,
         });
-        self.broadcast(myself, &frame);
     }
 
-    /// Encodes `frame` once and offers it to every member. Members whose
-    /// queue is full are removed and told they are slow consumers.
-    fn broadcast(&mut self, myself: &ActorRef<RoomMsg>, frame: &ServerFrame) {
-        let bytes = Bytes::from(frame.to_json());
+    /// Numbers the waiting chats, encodes each once and hands them to
+    /// storage, unless a batch is already in flight.
+    fn send_batch(&mut self, myself: &ActorRef<RoomMsg>) {
+        let Some(stream) = self.stream.as_ref() else {
+            return;
+        };
+        if !self.in_flight.is_empty() || self.waiting.is_empty() {
+            return;
+        }
+        let server_time = unix_millis();
+        let take = self.waiting.len().min(MAX_BATCH);
+        let mut messages = Vec::with_capacity(take);
+        for (i, out) in self.waiting.drain(..take).enumerate() {
+            let id = stream.last_id + 1 + i as u64;
+            let frame = Bytes::from(
+                ServerFrame::Chat(ChatMessage {
+                    id,
+                    room: self.name.clone(),
+                    author: out.author,
+                    text: out.chat.text,
+                    client_id: out.chat.client_id,
+                    sent_at: out.chat.sent_at,
+                    server_time,
+                    calc: out.chat.calc,
+                })
+                .to_json(),
+            );
+            self.in_flight.push((out.session, id, frame.clone()));
+            messages.push(Stored {
+                id,
+                at_ms: server_time,
+                frame,
+            });
+        }
+        let myself = myself.clone();
+        self.streams.append(Append {
+            room: self.key.clone(),
+            messages,
+            done: Box::new(move |result| {
+                // A room that died meanwhile misses nothing: the messages
+                // are stored, and its successor's members see them in
+                // their `welcome` history.
+                let _ = myself.cast(RoomMsg::Committed(result));
+            }),
+        });
+    }
+
+    /// The batch in flight is committed (broadcast it) or failed (tell
+    /// its senders); then the next batch goes. Returns how many messages
+    /// were broadcast.
+    fn committed(&mut self, myself: &ActorRef<RoomMsg>, result: Result<(), StoreError>) -> usize {
+        let batch = std::mem::take(&mut self.in_flight);
+        let mut broadcast = 0;
+        self.inbox.0.fetch_sub(batch.len(), Relaxed);
+        match result {
+            Ok(()) => {
+                for (_, id, frame) in batch {
+                    if let Some(stream) = self.stream.as_mut() {
+                        stream.last_id = id;
+                        stream.recent.push(id, frame.clone());
+                    }
+                    self.broadcast(myself, &frame);
+                    broadcast += 1;
+                }
+            }
+            Err(e) => {
+                warn!(room = %self.name, error = %e, messages = batch.len(), "messages not stored; answering their senders `unavailable`");
+                for (session, _, _) in batch {
+                    self.unavailable(session);
+                }
+                // Re-read the last id before numbering anything again.
+                self.stream = None;
+            }
+        }
+        if self.stream.is_some() {
+            self.send_batch(myself);
+        } else {
+            self.fail_waiting();
+        }
+        if self.is_idle() {
+            self.schedule_idle_check(myself);
+        }
+        broadcast
+    }
+
+    /// Storage is unreadable: everything waiting is answered `unavailable`.
+    fn fail_waiting(&mut self) {
+        let waiting = std::mem::take(&mut self.waiting);
+        self.inbox.0.fetch_sub(waiting.len(), Relaxed);
+        for out in waiting {
+            self.unavailable(out.session);
+        }
+    }
+
+    fn unavailable(&self, session: SessionId) {
+        let Some(member) = self.members.get(&session) else {
+            return;
+        };
+        let frame = ServerFrame::error(
+            ErrorCode::Unavailable,
+            "The message could not be stored, so it was not sent. Try again in a moment.",
+        );
+        if member.handle.offer(&Bytes::from(frame.to_json())).is_ok() {
+            self.metrics.outbound_queue_depth.fetch_add(1, Relaxed);
+            self.metrics.error(ErrorCode::Unavailable);
+        }
+    }
+
+    /// Offers one encoded frame to every member. Members whose queue is
+    /// full are removed and told they are slow consumers.
+    fn broadcast(&mut self, myself: &ActorRef<RoomMsg>, bytes: &Bytes) {
         let mut delivered = 0u64;
         let mut dropped: Vec<(SessionId, Undeliverable)> = Vec::new();
         for (id, member) in &self.members {
-            match member.handle.offer(&bytes) {
+            match member.handle.offer(bytes) {
                 Ok(()) => delivered += 1,
                 Err(why) => dropped.push((*id, why)),
             }
@@ -489,7 +883,7 @@ impl RoomState {
             renamed: self.presence.renamed.drain(..).take(cap).collect(),
         });
         self.presence.last_flush = Some(Instant::now());
-        self.broadcast(myself, &update);
+        self.broadcast(myself, &Bytes::from(update.to_json()));
     }
 
     fn schedule_idle_check(&mut self, myself: &ActorRef<RoomMsg>) {
@@ -498,5 +892,26 @@ impl RoomState {
         myself.send_after(self.settings.idle_after, move || RoomMsg::IdleCheck {
             generation,
         });
+    }
+}
+
+/// A `welcome` as parts: its own head, the shared `history` array, and the
+/// closing brace. `history` is the struct's last field, so its encoding
+/// with an empty history ends in `"history":[]}`, and the array goes where
+/// the `[]` was.
+fn welcome_frame(welcome: &Welcome, history: Bytes) -> Frame {
+    let json = ServerFrame::Welcome(welcome.clone()).to_json();
+    match json.strip_suffix("[]}") {
+        Some(head) if welcome.history.is_empty() => Frame::Parts(
+            vec![
+                Bytes::from(head.to_owned()),
+                history,
+                Bytes::from_static(b"}"),
+            ]
+            .into_boxed_slice(),
+        ),
+        // Not the expected shape (cannot happen with these types): send
+        // the welcome without history rather than a broken frame.
+        _ => Frame::Whole(Bytes::from(json)),
     }
 }

@@ -24,12 +24,14 @@ use tracing::{info, warn};
 
 use crate::calc::{ResultStore, SchedulerArgs};
 use crate::config::{Config, ConfigError};
+use crate::history::StorageKind;
+use crate::history::{OpenError, Streams, spawn_retention};
 use crate::http;
 use crate::identity::SessionIds;
 use crate::listener;
 use crate::metrics::Metrics;
 use crate::origin::AllowedOrigins;
-use crate::registry::{RegistryArgs, Sequences};
+use crate::registry::RegistryArgs;
 use crate::room::RoomSettings;
 use crate::supervisor::{Root, RootArgs, RootMsg, TopLevel, TopLevelActors};
 
@@ -50,6 +52,8 @@ pub struct AppState {
     pub origins: AllowedOrigins,
     /// Full calculation results for `GET /calc/{id}`.
     pub calc_results: Arc<ResultStore>,
+    /// Every room's stream: history pages, `GET /rooms/{room}/messages`.
+    pub streams: Streams,
     pub sessions: SessionIds,
     /// One permit per open WebSocket: the hard connection limit.
     pub connection_slots: Arc<Semaphore>,
@@ -71,6 +75,8 @@ pub enum StartError {
     Actor(#[from] ractor::SpawnErr),
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    #[error("{0}")]
+    Storage(#[from] OpenError),
 }
 
 /// A server that is accepting connections.
@@ -98,6 +104,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
+    let streams = open_storage(&config, metrics.clone()).await?;
     let max_frame_bytes = u32::try_from(config.max_frame_bytes).unwrap_or(u32::MAX);
     let limits = Limits {
         max_text_chars: MAX_TEXT_CHARS as u32,
@@ -108,6 +115,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         limits,
         presence_interval: config.presence_interval(),
         idle_after: config.room_idle(),
+        welcome_history: config.welcome_history,
+        recover_max: config.recover_max,
         panic_phrase: config.debug_panic_phrase.clone(),
         pause_phrase: config.debug_pause_phrase.clone(),
         first_join_grace: crate::connection::JOIN_TIMEOUT,
@@ -115,7 +124,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let registry = RegistryArgs {
         settings,
         metrics: metrics.clone(),
-        sequences: Arc::new(Sequences::default()),
+        streams: streams.clone(),
         max_rooms: config.max_rooms,
     };
     let calc_results = Arc::new(ResultStore::new(config.calc_store_bytes));
@@ -152,16 +161,63 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         root,
         origins,
         calc_results,
+        streams: streams.clone(),
         sessions: SessionIds::default(),
         connection_slots: Arc::new(Semaphore::new(max_connections)),
         max_connections,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
     });
+    spawn_retention(streams, state.shutdown.clone());
     let app: Router = http::router(state.clone());
     let serve = tokio::spawn(listener::serve(listener, app, state.clone()));
     info!(%addr, max_connections, "listening");
     Ok(RunningServer { addr, state, serve })
+}
+
+/// Opens the room streams off the runtime's workers (creating the data
+/// directory and migrating the database can touch the disk for a while).
+async fn open_storage(config: &Config, metrics: Arc<Metrics>) -> Result<Streams, StartError> {
+    let storage = config.storage();
+    let opened = tokio::task::spawn_blocking(move || Streams::open(&storage, metrics)).await;
+    let streams = match opened {
+        Ok(opened) => opened?,
+        Err(e) => {
+            return Err(StartError::Storage(OpenError::Thread(
+                std::io::Error::other(e.to_string()),
+            )));
+        }
+    };
+    match config.storage {
+        StorageKind::Sqlite => {
+            info!(data_dir = %config.data_dir.display(), sync = ?config.sync, "history stored in SQLite")
+        }
+        StorageKind::Memory => {
+            warn!("history kept in memory only: it is lost when the server stops")
+        }
+    }
+    ignore_file_size_signal();
+    Ok(streams)
+}
+
+/// A write beyond the file-size limit (`RLIMIT_FSIZE`) raises SIGXFSZ,
+/// whose default action kills the process. Handling it instead makes the
+/// write fail with EFBIG, which storage reports like a full disk: the chat
+/// is answered `unavailable` and the server keeps running.
+fn ignore_file_size_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::from_raw(libc::SIGXFSZ)) {
+        Ok(mut signals) => {
+            tokio::spawn(async move {
+                while signals.recv().await.is_some() {
+                    warn!("a write exceeded the file-size limit (SIGXFSZ); it fails instead");
+                }
+            });
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot handle SIGXFSZ; a write beyond the file-size limit would stop the server")
+        }
+    }
 }
 
 impl RunningServer {

@@ -120,8 +120,20 @@ pub const MAX_HEADER: usize = 10;
 
 /// Appends an unmasked, final server frame to `out`.
 pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    encode_header(out, opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Encodes one unfragmented frame whose payload is `parts` concatenated.
+pub fn encode_parts(out: &mut Vec<u8>, opcode: u8, parts: &[bytes::Bytes]) {
+    encode_header(out, opcode, parts.iter().map(bytes::Bytes::len).sum());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
+fn encode_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
     out.push(0x80 | opcode);
-    let len = payload.len();
     if len < 126 {
         out.push(len as u8);
     } else if let Ok(len) = u16::try_from(len) {
@@ -131,7 +143,6 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
         out.push(127);
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
-    out.extend_from_slice(payload);
 }
 
 /// Whether a client may send this close code (RFC 6455 section 7.4 and the

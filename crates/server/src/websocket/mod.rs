@@ -21,8 +21,9 @@ pub mod handshake;
 
 use std::time::Duration;
 
+use crate::mailbox::Frame;
 use actorchat_protocol::close_code;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -256,11 +257,14 @@ impl Writer {
     }
 
     /// Queues text frames, growing the buffer once for all of them.
-    pub fn queue_texts(&mut self, texts: &[Bytes]) {
+    pub fn queue_texts(&mut self, texts: &[Frame]) {
         let bytes: usize = texts.iter().map(|t| frame::MAX_HEADER + t.len()).sum();
         self.buf.reserve(bytes);
         for text in texts {
-            self.queue_text(text);
+            match text {
+                Frame::Whole(text) => self.queue_text(text),
+                Frame::Parts(parts) => frame::encode_parts(&mut self.buf, OP_TEXT, parts),
+            }
         }
     }
 

@@ -23,6 +23,39 @@ pub fn config() -> Config {
     config
 }
 
+/// A fresh directory under the system temp dir, removed when dropped: a
+/// data directory for a test server.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("actorchat-test-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The test configuration with durable SQLite storage in `dir`.
+pub fn sqlite_config(dir: &TempDir) -> Config {
+    let mut config = config();
+    config.storage = actorchat::history::StorageKind::Sqlite;
+    config.data_dir = dir.path().to_owned();
+    config
+}
+
 pub async fn server(config: Config) -> RunningServer {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
@@ -42,7 +75,27 @@ pub fn ws_url(addr: SocketAddr, name: &str, room: &str) -> String {
 
 impl Client {
     pub async fn connect(addr: SocketAddr, name: &str, room: &str) -> Client {
-        let (ws, _) = connect_async(ws_url(addr, name, room)).await.unwrap();
+        Client::connect_url(&ws_url(addr, name, room)).await
+    }
+
+    /// Connects and resumes after `since.id` of `since.epoch`.
+    pub async fn resume(
+        addr: SocketAddr,
+        name: &str,
+        room: &str,
+        since: &actorchat_protocol::Since,
+    ) -> Client {
+        let url = format!(
+            "{}&since={}&epoch={}",
+            ws_url(addr, name, room),
+            since.id,
+            since.epoch
+        );
+        Client::connect_url(&url).await
+    }
+
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = connect_async(url).await.unwrap();
         let mut client = Client {
             ws,
             welcome: dummy_welcome(),

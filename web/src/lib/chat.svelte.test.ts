@@ -403,6 +403,12 @@ describe('ChatApp', () => {
       perf = 5;
       app.send('mine');
       const mine = ws().frames()[0] ?? {};
+      // Presence news is throttled: "Linus left" is written a second later,
+      // below the message queued meanwhile.
+      const update = (u: object) =>
+        ws().deliver({ type: 'room_update', room: 'lobby', num_participants: 1, joined: [], left: [], renamed: [], ...u });
+      update({ joined: ['Linus'] });
+      update({ left: ['Linus'] });
       ws().drop(1006);
       app.send('offline');
       vi.advanceTimersByTime(60_000);
@@ -429,6 +435,8 @@ describe('ChatApp', () => {
         [4, 'offline', 'confirmed'],
       ]);
       expect(chats(app).map((m) => m.origin)).toEqual(['live', 'missed', 'missed', 'live']);
+      const lines = app.messages.map((m) => m.text);
+      expect(lines.indexOf('Linus left')).toBeLessThan(lines.indexOf('meanwhile'));
       // Only the live echo measured a round trip.
       expect(app.rttRecent).toEqual([95]);
       expect(app.messages.some((m) => m.text === 'Reconnected to #lobby as Ada. 2 messages were sent while you were away.')).toBe(true);

@@ -215,6 +215,34 @@ describe('MessageStore history', () => {
     expect(s.items.at(-1)?.delivery).toBe('pending');
   });
 
+  it('moves waiting messages below system lines written after them, and keeps them queued', () => {
+    const s = new MessageStore();
+    s.receive(chat({ id: 1, text: 'seen' }), false, 0);
+    s.addQueued('Ada', 'q1', 0);
+    s.system('Bot left', 0);
+    s.addQueued('Ada', 'q2', 0);
+    s.replay([chat({ id: 2, text: 'missed' })], never, 'missed');
+    expect(texts(s)).toEqual(['seen', 'Bot left', 'missed', 'q1', 'q2']);
+    expect(keysIncrease(s)).toBe(true);
+    const sent: string[] = [];
+    expect(
+      s.sendQueued((t) => {
+        sent.push(t);
+        return `c-${t}`;
+      }, 0),
+    ).toBe(2);
+    expect(sent).toEqual(['q1', 'q2']);
+  });
+
+  it('leaves an old failed message above the newest stored one where it is', () => {
+    const s = new MessageStore();
+    s.addPending('c-1', 'Ada', 'old failure', 0, 0);
+    s.expire(PENDING_TIMEOUT_MS);
+    s.receive(chat({ id: 1, text: 'later' }), false, 0);
+    s.replay([chat({ id: 2, text: 'missed' })], never, 'missed');
+    expect(texts(s)).toEqual(['old failure', 'later', 'missed']);
+  });
+
   it('confirms an own message whose echo was lost with the connection, without a round trip, in its place', () => {
     const s = new MessageStore();
     s.addPending('c-1', 'Ada', 'mine', 0, 0);

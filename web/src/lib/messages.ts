@@ -20,10 +20,11 @@
  *
  * Keys increase along the list: appends take the next key, scroll-back pages
  * are put in front under keys below the first one. Replayed messages belong
- * before the own messages still waiting at the end (queued, pending, failed:
- * their ids will be higher), so those are taken off, the replay appended,
- * and they are put back under new keys; the order by key stays the order on
- * screen, which `scroll.ts` relies on and makes lookup a binary search.
+ * before the own messages still waiting below the newest stored one
+ * (queued, pending, failed: their ids will be higher), so those are taken
+ * off, the replay appended, and they are put back under new keys; the order
+ * by key stays the order on screen, which `scroll.ts` relies on and makes
+ * lookup a binary search.
  *
  * Plain TypeScript with an injected clock so Vitest can drive it; the Svelte
  * side copies `items` into reactive state once per animation frame.
@@ -229,7 +230,7 @@ export class MessageStore {
   /**
    * Appends messages the server replayed (`missed` after a recovered resume,
    * `earlier` for a welcome's recent history), oldest first, before the own
-   * messages still waiting at the end. Ids already shown are skipped; an own
+   * messages still waiting below the newest stored message. Ids already shown are skipped; an own
    * pending or failed message whose echo is among them is confirmed, without
    * a round trip, and moves to its place in the order. Returns how many rows
    * were added.
@@ -237,9 +238,14 @@ export class MessageStore {
   replay(msgs: readonly ChatMessage[], isOwn: (m: ChatMessage) => boolean, origin: Origin): number {
     const fresh = msgs.filter((m) => !this.ids.has(m.id));
     if (fresh.length === 0) return 0;
-    let tail = this.list.length;
-    while (tail > 0 && waiting(this.list[tail - 1] as Entry)) tail -= 1;
-    const held = this.list.splice(tail);
+    // Own messages waiting below the newest stored one (system lines such as
+    // "Bot left" may sit among them) are taken off and put back after.
+    let lastStored = this.list.length - 1;
+    while (lastStored >= 0 && this.list[lastStored]?.id === null) lastStored -= 1;
+    const held: Entry[] = [];
+    const rest: Entry[] = [];
+    this.list.forEach((e, i) => (i > lastStored && waiting(e) ? held : rest).push(e));
+    this.list = rest;
     let added = 0;
     for (const m of fresh) {
       if (this.ids.has(m.id)) continue; // a duplicate within the replay itself
@@ -256,14 +262,15 @@ export class MessageStore {
       added += 1;
     }
     // The held entries go back at the end, under new keys (see the module doc).
-    this.queued = [];
+    const rekeyed = new Map<number, number>();
     for (const e of held) {
       const moved: Entry = { ...e, key: this.nextKey++ };
       this.list.push(moved);
-      if (e.delivery === 'queued') this.queued.push(moved.key);
+      rekeyed.set(e.key, moved.key);
       const p = e.clientId === null ? undefined : this.pending.get(e.clientId);
       if (p !== undefined && p.key === e.key) p.key = moved.key;
     }
+    this.queued = this.queued.map((k) => rekeyed.get(k) ?? k);
     this.trim();
     return added;
   }

@@ -528,6 +528,20 @@ describe('ChatApp', () => {
       expect(app.loadOlder()).toBe(true);
     });
 
+    it('merges a welcome it did not ask for (the server restarted the room) by id', () => {
+      const { app, ws } = connected();
+      ws().deliver(chatFrame(1, 'one'));
+      ws().deliver(chatFrame(2, 'two'));
+      ws().deliver({ ...WELCOME, last_id: 3, history: [chatFrame(1, 'one'), chatFrame(2, 'two'), chatFrame(3, 'three')] });
+      app.flush();
+      expect(chats(app).map((m) => [m.id, m.origin])).toEqual([
+        [1, 'live'],
+        [2, 'live'],
+        [3, 'missed'],
+      ]);
+      expect(app.notices).toHaveLength(0);
+    });
+
     it('keeps the list after a reconnect to a server without history, whose ids start again', () => {
       const { app, ws } = makeApp();
       app.start();

@@ -40,7 +40,9 @@
  * messages, shown as earlier messages. A reconnect offers back the newest id
  * it has (`?since=&epoch=`); when the server recovers, the missed messages
  * are appended in order, and when it cannot, the list is replaced by the
- * fresh history and the user is told it could not be recovered. A join to
+ * fresh history and the user is told it could not be recovered. A welcome
+ * nobody asked for (the server restarted the room) is merged by id the same
+ * way. A join to
  * another room starts from that room's welcome. Scrolling to the top asks
  * for older pages until the server says there are none. Statistics (sent,
  * received, RTT) count only live frames: a replayed echo of an own message
@@ -462,7 +464,7 @@ export class ChatApp {
     // Only the connection's first welcome answers its URL; later ones answer joins.
     const asked = this.askedSince;
     this.askedSince = null;
-    const verdict = this.position.welcome(w, asked);
+    const { verdict, after, epochChanged } = this.position.welcome(w, asked);
     const history = w.history;
     const isOwn = (m: ChatMessage): boolean => this.isOwn(m);
     let line = reconnect ? `Reconnected to #${w.room} as ${w.name}.` : `You are in #${w.room} as ${w.name}.`;
@@ -474,16 +476,17 @@ export class ChatApp {
         this.store.clear(verdict === 'stale');
         this.store.replay(history, isOwn, 'earlier');
         if (welcomeAtStart(w)) this.store.markStart();
-        if (verdict === 'stale' && asked !== null) {
-          line = `${line} ${notRecoveredLine(asked.epoch !== w.epoch)}`;
-          this.notice('info', notRecoveredLine(asked.epoch !== w.epoch), 'not_recovered');
+        if (verdict === 'stale') {
+          line = `${line} ${notRecoveredLine(epochChanged)}`;
+          this.notice('info', notRecoveredLine(epochChanged), 'not_recovered');
         } else if (history.length > 0) {
           line = `${line} Earlier messages are above.`;
         }
         break;
       case 'recovered': {
-        const missed = this.store.replay(history, isOwn, 'missed');
-        if (this.background) this.unread += history.filter((m) => !isOwn(m)).length;
+        const news = history.filter((m) => m.id > after);
+        const missed = this.store.replay(news, isOwn, 'missed');
+        if (this.background) this.unread += news.filter((m) => !isOwn(m)).length;
         if (missed > 0) {
           line = `${line} ${missed === 1 ? '1 message was' : `${missed.toLocaleString('en-US')} messages were`} sent while you were away.`;
         }

@@ -37,7 +37,7 @@ describe('StreamPosition', () => {
   it('offers nothing before a welcome, then the newest id of the room held', () => {
     const p = new StreamPosition();
     expect(p.since('lobby')).toBeNull();
-    expect(p.welcome(welcome({ last_id: 7, history: [msg(6), msg(7)] }), null)).toBe('fresh');
+    expect(p.welcome(welcome({ last_id: 7, history: [msg(6), msg(7)] }), null).verdict).toBe('fresh');
     expect(p.since('lobby')).toEqual({ id: 7, epoch: 'e1' });
     // Another room: a plain join, no resume point.
     expect(p.since('rust')).toBeNull();
@@ -57,21 +57,51 @@ describe('StreamPosition', () => {
     const p = new StreamPosition();
     p.welcome(welcome({ last_id: 3 }), null);
     const asked = p.since('lobby');
-    expect(p.welcome(welcome({ last_id: 5, recovered: true, history: [msg(4), msg(5)] }), asked)).toBe('recovered');
+    expect(p.welcome(welcome({ last_id: 5, recovered: true, history: [msg(4), msg(5)] }), asked)).toEqual({
+      verdict: 'recovered',
+      after: 3,
+      epochChanged: false,
+    });
     expect(p.lastId).toBe(5);
-    expect(p.welcome(welcome({ last_id: 90, recovered: false, history: [msg(90)] }), p.since('lobby'))).toBe('stale');
+    expect(p.welcome(welcome({ last_id: 90, recovered: false, history: [msg(90)] }), p.since('lobby'))).toEqual({
+      verdict: 'stale',
+      after: 5,
+      epochChanged: false,
+    });
     // `recovered: true` under another epoch cannot be trusted.
-    expect(p.welcome(welcome({ epoch: 'e2', last_id: 91, recovered: true }), { id: 90, epoch: 'e1' })).toBe('stale');
+    expect(p.welcome(welcome({ epoch: 'e2', last_id: 91, recovered: true }), { id: 90, epoch: 'e1' })).toEqual({
+      verdict: 'stale',
+      after: 90,
+      epochChanged: true,
+    });
     expect(p.since('lobby')).toEqual({ id: 91, epoch: 'e2' });
-    // Not asked, or not answered: unknown.
-    expect(p.welcome(welcome({ epoch: 'e2', last_id: 91 }), null)).toBe('unknown');
-    expect(p.welcome(welcome({ epoch: 'e2', last_id: 91 }), { id: 91, epoch: 'e2' })).toBe('unknown');
+  });
+
+  it('merges a welcome it did not ask for (the room restarted) by id, unless something is missing', () => {
+    const p = new StreamPosition();
+    p.welcome(welcome({ last_id: 10, history: [msg(10)] }), null);
+    // Nothing new, or new messages that join up: recovered after 10.
+    expect(p.welcome(welcome({ last_id: 10, history: [msg(9), msg(10)] }), null)).toMatchObject({ verdict: 'recovered', after: 10 });
+    expect(p.welcome(welcome({ last_id: 12, history: [msg(10), msg(11), msg(12)] }), null)).toMatchObject({
+      verdict: 'recovered',
+      after: 10,
+    });
+    // A gap between 12 and the history's first id.
+    expect(p.welcome(welcome({ last_id: 80, history: [msg(31), msg(80)] }), null).verdict).toBe('stale');
+    // Another epoch: the stream was lost.
+    expect(p.welcome(welcome({ epoch: 'e9', last_id: 1, history: [msg(1)] }), null)).toMatchObject({
+      verdict: 'stale',
+      epochChanged: true,
+    });
+    // Asked, but the answer says nothing about it: merged the same way.
+    expect(p.welcome(welcome({ epoch: 'e9', last_id: 2, history: [msg(2)] }), { id: 1, epoch: 'e9' }).verdict).toBe('recovered');
   });
 
   it('never asks to resume from a server that keeps no history (no epoch)', () => {
     const p = new StreamPosition();
     p.welcome(welcome({ epoch: '' }), null);
     expect(p.since('lobby')).toBeNull();
+    expect(p.welcome(welcome({ epoch: '' }), null).verdict).toBe('unknown');
   });
 
   it('starts again after a welcome whose stream restarted lower (a server without history)', () => {

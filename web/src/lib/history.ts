@@ -24,13 +24,25 @@ export const HISTORY_TIMEOUT_MS = 10_000;
 /**
  * What a welcome means for the list:
  * - `fresh`: a room entered without resuming: show its history as earlier messages;
- * - `recovered`: exactly the missed messages follow, append them;
+ * - `recovered`: the messages after `after` follow in `history`: append those;
  * - `stale`: the server could not recover (too many missed, or the epoch
  *   changed): what is shown may have gaps, replace it with the history;
- * - `unknown`: a reconnect that did not ask to resume (no epoch known), or
- *   whose answer says nothing about it: keep the list, append what is new.
+ * - `unknown`: a server that keeps no history (no epoch): keep the list,
+ *   append what is new.
+ *
+ * A welcome the client did not ask for (the server restarted the room) is
+ * merged by id: `recovered` when its history reaches back to the newest id
+ * shown, `stale` when there is a gap or the epoch changed.
  */
 export type WelcomeVerdict = 'fresh' | 'recovered' | 'stale' | 'unknown';
+
+export interface WelcomeReading {
+  verdict: WelcomeVerdict;
+  /** The newest id the client had before this welcome: only later ones are new. */
+  after: number;
+  /** Whether the stream itself was lost (another epoch), for telling the user why. */
+  epochChanged: boolean;
+}
 
 export class StreamPosition {
   private room: string | null = null;
@@ -49,20 +61,27 @@ export class StreamPosition {
   }
 
   /** Takes a welcome in; `asked` is what the connection offered (null: nothing). */
-  welcome(w: Welcome, asked: Since | null): WelcomeVerdict {
-    const sameRoom = w.room === this.room;
+  welcome(w: Welcome, asked: Since | null): WelcomeReading {
+    const after = this.last;
+    const epochChanged = w.epoch !== (asked?.epoch ?? this.epoch);
     let verdict: WelcomeVerdict;
-    if (!sameRoom) verdict = 'fresh';
-    // Not asked, or a server that does not say (`null`): nothing is known.
-    else if (asked === null || w.recovered === null) verdict = 'unknown';
-    // `recovered: true` for another epoch would be a server bug: trust the epoch.
-    else if (w.recovered === true && w.epoch === asked.epoch) verdict = 'recovered';
-    else verdict = 'stale';
+    if (w.room !== this.room) verdict = 'fresh';
+    // An answer to a resume. `recovered: true` for another epoch would be a
+    // server bug: trust the epoch.
+    else if (asked !== null && w.recovered !== null) verdict = w.recovered && !epochChanged ? 'recovered' : 'stale';
+    else if (w.epoch === '') verdict = 'unknown';
+    else if (epochChanged) verdict = 'stale';
+    else {
+      // Not asked (or not answered): merge by id if nothing is missing in between.
+      const first = w.history[0]?.id;
+      const gap = w.last_id > after && (first === undefined || first > after + 1);
+      verdict = gap ? 'stale' : 'recovered';
+    }
     this.room = w.room;
     this.epoch = w.epoch;
     const newest = w.history.at(-1)?.id ?? 0;
     this.last = Math.max(w.last_id, newest);
-    return verdict;
+    return { verdict, after, epochChanged };
   }
 
   /** A live chat frame: whether it is new (a frame at or below the last id was already shown). */

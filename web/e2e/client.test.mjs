@@ -15,6 +15,7 @@ import {
   axeViolations,
   cspViolations,
   eventually,
+  hasDataDir,
   launchBrowser,
   openClient,
   send,
@@ -36,7 +37,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await server?.down();
+  await server?.stop();
 });
 
 /**
@@ -52,6 +53,76 @@ const row = (page, text) =>
 /** @param {import('playwright-core').Page} page */
 const count = async (page, /** @type {string} */ id) =>
   Number(await page.getByTestId(id).textContent());
+
+/**
+ * Sends `texts` into `room` as `name` from a bare WebSocket (no client UI) in
+ * a page of the server's origin, at most 40 per call (the rate limit's
+ * burst), and waits for every echo. Returns the ids the server gave them.
+ * @param {string} room
+ * @param {string} name
+ * @param {string[]} texts
+ * @returns {Promise<number[]>}
+ */
+async function botSend(room, name, texts) {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${server.url}/healthz`);
+    return await page.evaluate(
+      ({ room, name, texts }) =>
+        new Promise((resolve, reject) => {
+          const q = new URLSearchParams({ room, name });
+          const ws = new WebSocket(`${location.origin.replace(/^http/, 'ws')}/ws?${q}`);
+          /** @type {number[]} */
+          const ids = [];
+          ws.onerror = () => reject(new Error('the bot could not connect'));
+          ws.onmessage = (ev) => {
+            const f = JSON.parse(String(ev.data));
+            if (f.type === 'welcome') {
+              texts.forEach((text, i) => ws.send(JSON.stringify({ type: 'chat', text, client_id: `bot-${i}` })));
+            } else if (f.type === 'chat' && String(f.client_id).startsWith('bot-')) {
+              ids.push(f.id);
+              if (ids.length === texts.length) {
+                ws.close();
+                resolve(ids);
+              }
+            } else if (f.type === 'error') {
+              reject(new Error(`bot: ${f.code}: ${f.message}`));
+            }
+          };
+        }),
+      { room, name, texts },
+    );
+  } finally {
+    await context.close();
+  }
+}
+
+/**
+ * The chat rows of the list as { id, text, origin }, top to bottom.
+ * @param {import('playwright-core').Page} page
+ */
+const shownRows = (page) =>
+  page.locator('[data-testid="message"]').evaluateAll((els) =>
+    els.map((e) => ({
+      id: Number(/** @type {HTMLElement} */ (e).dataset.id),
+      text: e.querySelector('[data-testid="text"]')?.textContent ?? '',
+      origin: /** @type {HTMLElement} */ (e).dataset.origin,
+    })),
+  );
+
+/**
+ * Asserts the rows are one contiguous run of ids (no gap, no duplicate).
+ * @param {{ id: number }[]} rows
+ */
+function assertContiguous(rows) {
+  const ids = rows.map((r) => r.id);
+  const first = ids[0] ?? 0;
+  assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => first + i), `ids ${ids.join(',')}`);
+}
+
+/** Tests of stored history (issue 11) need a server that has it. */
+const HISTORY = hasDataDir() ? false : 'the server binary has no --data-dir (no stored history)';
 
 /**
  * The two viewports the issue names. Every test of a numbered problem that
@@ -453,7 +524,7 @@ describe('web client', { timeout: 600_000 }, () => {
           await s.page.getByLabel(/Interval/).fill('0');
           await s.page.getByRole('button', { name: 'Start' }).click();
         }
-        const rows = reader.page.getByTestId('messages').locator('li');
+        const rows = reader.page.getByTestId('messages').locator('li[data-key]');
         await eventually(async () => (await rows.count()) > 300, 30_000);
         // Scroll up to the middle and pick the row at the top of the view.
         const list = reader.page.getByTestId('messages');
@@ -685,6 +756,165 @@ describe('web client', { timeout: 600_000 }, () => {
       }
     });
   }
+
+  // Desktop only: history and resume are the same at every size (the list's
+  // layout is covered above at both).
+  it('reload shows the room history as earlier messages; scrolling up loads pages to the start, the view kept still', { timeout: 120_000, skip: HISTORY }, async () => {
+    const room = uniqueRoom('hist');
+    const texts = Array.from({ length: 120 }, (_, i) => `old ${i + 1}`);
+    for (let i = 0; i < texts.length; i += 40) await botSend(room, 'Bot', texts.slice(i, i + 40));
+    const { context, page, sent } = await openClient(browser, server.url, { name: 'Ada', room });
+    try {
+      // The welcome brings the latest 50.
+      await eventually(async () => (await shownRows(page)).length === 50);
+      await send(page, 'live one');
+      await row(page, 'live one').locator('[data-testid="rtt"]').waitFor();
+
+      await page.reload();
+      await waitConnected(page);
+      await eventually(async () => (await shownRows(page)).length === 50);
+      let rows = await shownRows(page);
+      assertContiguous(rows);
+      assert.deepEqual(rows.slice(-2).map((r) => r.text), ['old 120', 'live one']);
+      assert.ok(rows.every((r) => r.origin === 'earlier'), 'marked as earlier messages');
+      await page.getByTestId('system-message').filter({ hasText: 'Earlier messages are above.' }).waitFor();
+      // Never counted: no round trip, nothing received.
+      assert.equal(await page.getByTestId('rtt').count(), 0);
+      assert.equal(await count(page, 'received-count'), 0);
+      assert.equal(await page.getByTestId('rtt-average').textContent(), '–');
+
+      // Scrolled to the top: the page before loads, and the row that was at
+      // the top stays where it was.
+      const list = page.getByTestId('messages');
+      const firstId = rows[0]?.id ?? 0;
+      const topOf = (/** @type {number} */ id) =>
+        list.evaluate((el, id) => el.querySelector(`[data-id="${id}"]`)?.getBoundingClientRect().top ?? null, id);
+      await list.evaluate((el) => el.scrollTo(0, 0));
+      const before = await topOf(firstId);
+      await eventually(async () => (await shownRows(page)).length === 100);
+      await sleep(300);
+      const after = await topOf(firstId);
+      assert.ok(before !== null && after !== null && Math.abs(after - before) < 20, `row moved ${before} → ${after}`);
+      // Again, to the first message of the room.
+      await list.evaluate((el) => el.scrollTo(0, 0));
+      await page.locator('[data-testid="history-edge"][data-state="start"]').waitFor();
+      assert.match(String(await page.getByTestId('history-edge').textContent()), new RegExp(`start of #${room}`));
+      rows = await shownRows(page);
+      assertContiguous(rows);
+      assert.equal(rows.length, 121);
+      assert.deepEqual(rows.map((r) => r.text), [...texts, 'live one']);
+      assert.equal(sent.filter((f) => f.type === 'history').length, 2, 'one request per page');
+      assert.deepEqual(await axeViolations(page), [], 'axe with earlier messages and the start of the room');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('a server killed and restarted on its data dir: the page resumes with the missed messages, no gap, no duplicate', { timeout: 120_000, skip: HISTORY }, async () => {
+    const room = uniqueRoom('resume');
+    const { context, page } = await openClient(browser, server.url, { name: 'Ada', room });
+    try {
+      await botSend(room, 'Bot', ['b1', 'b2', 'b3']);
+      await send(page, 'a1');
+      await row(page, 'a1').locator('[data-testid="rtt"]').waitFor();
+      await row(page, 'b3').waitFor();
+
+      await server.down('SIGKILL');
+      await page.locator('[data-testid="connection"][data-state="waiting"]').waitFor();
+      await send(page, 'typed while down');
+      // Wait until the page's next attempt is a few seconds off, then let
+      // others chat while it is still away.
+      await eventually(async () => {
+        const m = /retry in (\d+) s/.exec(String(await page.getByTestId('connection').textContent()));
+        return m !== null && Number(m[1]) >= 4;
+      }, 30_000);
+      await server.up();
+      const missed = ['m1', 'm2', 'm3', 'm4', 'm5'];
+      await botSend(room, 'Bot', missed);
+      assert.equal(
+        await page.getByTestId('connection').getAttribute('data-state'),
+        'waiting',
+        'the page must still be away while the others chat',
+      );
+      await page.getByRole('button', { name: 'Retry now' }).click();
+      await waitConnected(page, 20_000);
+      await page.getByTestId('system-message').filter({ hasText: '5 messages were sent while you were away.' }).waitFor();
+      await row(page, 'typed while down').locator('[data-testid="rtt"]').waitFor();
+      await sleep(300);
+      const rows = await shownRows(page);
+      assertContiguous(rows);
+      assert.deepEqual(rows.map((r) => r.text), ['b1', 'b2', 'b3', 'a1', ...missed, 'typed while down']);
+      assert.deepEqual(rows.map((r) => r.origin), ['live', 'live', 'live', 'live', 'missed', 'missed', 'missed', 'missed', 'missed', 'live']);
+      assert.equal(rows[0]?.id, 1);
+      assert.equal(await page.getByTestId('notice').count(), 0);
+    } finally {
+      await context.close();
+      if (server.child === null) await server.up();
+    }
+  });
+
+  it('history lost on the server (data dir wiped): the page says it could not recover and shows the fresh history', { timeout: 120_000, skip: HISTORY }, async () => {
+    const room = uniqueRoom('lost');
+    const { context, page } = await openClient(browser, server.url, { name: 'Ada', room });
+    try {
+      await send(page, 'before the wipe');
+      await row(page, 'before the wipe').locator('[data-testid="rtt"]').waitFor();
+      await server.down();
+      server.wipe();
+      await server.up();
+      await waitConnected(page, 20_000);
+      const notice = page.locator('[data-testid="notice"][data-code="not_recovered"]');
+      await notice.waitFor();
+      assert.match(String(await notice.textContent()), /Could not recover.*recent history/);
+      await page.getByTestId('system-message').filter({ hasText: /Could not recover/ }).waitFor();
+      // The new stream is empty: the old rows are gone, the list starts over.
+      assert.deepEqual(await shownRows(page), []);
+      await page.locator('[data-testid="history-edge"][data-state="start"]').waitFor();
+      await send(page, 'after the wipe');
+      await row(page, 'after the wipe').locator('[data-testid="rtt"]').waitFor();
+      assert.deepEqual((await shownRows(page)).map((r) => [r.id, r.text]), [[1, 'after the wipe']]);
+    } finally {
+      await context.close();
+      if (server.child === null) await server.up();
+    }
+  });
+
+  // Desktop only (not a layout matter). The refusal is injected between page
+  // and server (Playwright's WebSocket routing), as a full disk would answer.
+  it('a message the server could not store (unavailable) shows as not delivered, and Retry sends it', { timeout: 120_000 }, async () => {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    try {
+      await context.addInitScript(() => localStorage.setItem('actorchat.intro-seen', '1'));
+      const page = await context.newPage();
+      watchCsp(page);
+      let refuse = true;
+      await page.routeWebSocket(/\/ws/, (ws) => {
+        const upstream = ws.connectToServer();
+        ws.onMessage((m) => {
+          const f = JSON.parse(String(m));
+          if (refuse && f.type === 'chat' && f.text === 'not stored') {
+            ws.send(JSON.stringify({ type: 'error', code: 'unavailable', message: 'The message could not be stored, so it was not sent.' }));
+            return;
+          }
+          upstream.send(m);
+        });
+      });
+      await page.goto(`${server.url}/#${uniqueRoom('unavail')}`);
+      await waitConnected(page);
+      await send(page, 'not stored');
+      const failed = page.locator('[data-testid="message"][data-delivery="failed"]').filter({ hasText: 'not stored' });
+      // At once, not after the 10 s echo timeout.
+      await failed.waitFor({ timeout: 5_000 });
+      const notice = page.locator('[data-testid="notice"][data-code="unavailable"]');
+      assert.match(String(await notice.textContent()), /not sent/);
+      refuse = false;
+      await failed.getByRole('button', { name: 'Retry' }).click();
+      await row(page, 'not stored').locator('[data-testid="rtt"]').waitFor();
+      assert.equal(await row(page, 'not stored').count(), 1);
+    } finally {
+      await context.close();
+    }
+  });
 
   // Single on purpose: it writes docs/screenshot.png and docs/screenshot-phone.png
   // (or E2E_SCREENSHOT) and already takes both sizes from one page.

@@ -10,9 +10,11 @@
  *   E2E_HEADED=1    show the browser window
  *   E2E_SCREENSHOT  where the README screenshot goes (default: docs/screenshot.png)
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -46,7 +48,30 @@ export function freePort() {
 /** @param {number} ms */
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** The release server as a child process, restartable on the same port. */
+/** @type {boolean | null} */
+let storesHistory = null;
+
+/**
+ * Whether the binary keeps history on disk (it has `--data-dir`, issue 11).
+ * Asked once; older binaries run without the flag.
+ */
+export function hasDataDir() {
+  if (storesHistory === null) {
+    try {
+      storesHistory = execFileSync(BIN, ['--help'], { encoding: 'utf8' }).includes('--data-dir');
+    } catch {
+      storesHistory = false;
+    }
+  }
+  return storesHistory;
+}
+
+/**
+ * The release server as a child process, restartable on the same port and
+ * on the same data directory: a fresh temporary one per server, so tests
+ * never share stored history with another run (or the developer's
+ * `./actorchat-data`), and a restart keeps it, as a real one would.
+ */
 export class Server {
   /** @param {number} port */
   constructor(port) {
@@ -56,6 +81,8 @@ export class Server {
     this.child = null;
     /** Recent server output, printed when a test fails. */
     this.log = '';
+    /** The server's `--data-dir`, removed by `stop`; null for a binary without one. */
+    this.dataDir = hasDataDir() ? mkdtempSync(join(tmpdir(), 'actorchat-e2e-')) : null;
   }
 
   static async start() {
@@ -71,7 +98,9 @@ export class Server {
 
   /** Spawns the binary and waits until /healthz answers 200. */
   async up() {
-    const child = spawn(BIN, ['--bind', `127.0.0.1:${this.port}`], {
+    const args = ['--bind', `127.0.0.1:${this.port}`];
+    if (this.dataDir !== null) args.push('--data-dir', this.dataDir);
+    const child = spawn(BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
     });
@@ -97,13 +126,17 @@ export class Server {
     throw new Error(`server did not answer /healthz within 20 s:\n${this.log}`);
   }
 
-  /** SIGTERM, then wait for the exit (the server promises 5 s; SIGKILL after 8). */
-  async down() {
+  /**
+   * SIGTERM, then wait for the exit (the server promises 5 s; SIGKILL after 8).
+   * `signal: 'SIGKILL'` is a crash instead: nothing gets to shut down cleanly.
+   * @param {NodeJS.Signals} [signal]
+   */
+  async down(signal = 'SIGTERM') {
     const child = this.child;
     this.child = null;
     if (child === null || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
+    child.kill(signal);
     const timer = setTimeout(() => child.kill('SIGKILL'), 8_000);
     await exited;
     clearTimeout(timer);
@@ -112,6 +145,19 @@ export class Server {
   async restart() {
     await this.down();
     await this.up();
+  }
+
+  /** Empties the data directory (the server must be down): its stored history is lost. */
+  wipe() {
+    if (this.dataDir === null) return;
+    rmSync(this.dataDir, { recursive: true, force: true });
+    mkdirSync(this.dataDir);
+  }
+
+  /** Ends the server and removes its data directory. */
+  async stop() {
+    await this.down();
+    if (this.dataDir !== null) rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 

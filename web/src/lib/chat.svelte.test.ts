@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ChatApp, MAX_QUEUED } from './chat.svelte';
-import { FakeSocket, WELCOME } from './testing';
+import { chatFrame, FakeSocket, WELCOME } from './testing';
 
 let perf = 0;
 let sockets: FakeSocket[] = [];
@@ -213,7 +213,7 @@ describe('ChatApp', () => {
     ws().deliver({ ...WELCOME, name: 'guest-10' });
     ws().drop(1001);
     vi.advanceTimersByTime(60_000);
-    expect(ws().url).toBe('ws://test/ws?room=lobby&name=guest-10');
+    expect(ws().url).toBe('ws://test/ws?room=lobby&name=guest-10&since=0&epoch=e1');
     expect(app.name).toBe('guest-10');
   });
 
@@ -365,5 +365,208 @@ describe('ChatApp', () => {
     expect(chats.every((f) => f.text === 'Hello 👋')).toBe(true);
     app.autoIntervalMs = 200;
     expect(app.effectiveIntervalMs).toBe(200);
+  });
+
+  describe('history', () => {
+    const chats = (app: ChatApp) => app.messages.filter((m) => m.kind === 'chat');
+    const ids = (app: ChatApp) => chats(app).map((m) => m.id);
+
+    it('shows the welcome history as earlier messages, outside the statistics', () => {
+      const { app, ws } = makeApp();
+      app.start();
+      ws().open();
+      ws().deliver({ ...WELCOME, last_id: 3, history: [chatFrame(2, 'two'), chatFrame(3, 'three')] });
+      app.flush();
+      expect(chats(app).map((m) => [m.id, m.text, m.origin, m.rtt])).toEqual([
+        [2, 'two', 'earlier', null],
+        [3, 'three', 'earlier', null],
+      ]);
+      expect(app.messages.at(-1)?.text).toBe('You are in #lobby as Ada. Earlier messages are above.');
+      expect([app.received, app.rttAverage, app.older]).toEqual([0, null, 'more']);
+      // A live frame continues after the history; a repeat of it is dropped.
+      ws().deliver(chatFrame(3, 'three'));
+      ws().deliver(chatFrame(4, 'four'));
+      app.flush();
+      expect(ids(app)).toEqual([2, 3, 4]);
+      expect(app.received).toBe(1);
+    });
+
+    it('knows the start of the room from an empty one', () => {
+      const { app } = connected();
+      expect(app.older).toBe('start');
+      expect(app.loadOlder()).toBe(false);
+    });
+
+    it('resumes after a reconnect with the newest id, appending exactly the missed messages', () => {
+      const { app, ws } = connected();
+      ws().deliver(chatFrame(1, 'one'));
+      perf = 5;
+      app.send('mine');
+      const mine = ws().frames()[0] ?? {};
+      // Presence news is throttled: "Linus left" is written a second later,
+      // below the message queued meanwhile.
+      const update = (u: object) =>
+        ws().deliver({ type: 'room_update', room: 'lobby', num_participants: 1, joined: [], left: [], renamed: [], ...u });
+      update({ joined: ['Linus'] });
+      update({ left: ['Linus'] });
+      ws().drop(1006);
+      app.send('offline');
+      vi.advanceTimersByTime(60_000);
+      expect(ws().url).toBe('ws://test/ws?room=lobby&name=Ada&since=1&epoch=e1');
+      ws().open();
+      // The server stored "mine" (its echo was lost) and Grace wrote meanwhile.
+      ws().deliver({
+        ...WELCOME,
+        last_id: 3,
+        recovered: true,
+        history: [
+          chatFrame(2, 'mine', { author: 'Ada', client_id: mine.client_id }),
+          chatFrame(3, 'meanwhile'),
+        ],
+      });
+      perf = 100;
+      const offline = ws().frames().find((f) => f.text === 'offline') ?? {};
+      ws().deliver(chatFrame(4, 'offline', { author: 'Ada', client_id: offline.client_id }));
+      app.flush();
+      expect(chats(app).map((m) => [m.id, m.text, m.delivery])).toEqual([
+        [1, 'one', null],
+        [2, 'mine', 'confirmed'],
+        [3, 'meanwhile', null],
+        [4, 'offline', 'confirmed'],
+      ]);
+      expect(chats(app).map((m) => m.origin)).toEqual(['live', 'missed', 'missed', 'live']);
+      const lines = app.messages.map((m) => m.text);
+      expect(lines.indexOf('Linus left')).toBeLessThan(lines.indexOf('meanwhile'));
+      // Only the live echo measured a round trip.
+      expect(app.rttRecent).toEqual([95]);
+      expect(app.messages.some((m) => m.text === 'Reconnected to #lobby as Ada. 2 messages were sent while you were away.')).toBe(true);
+      expect(app.notices).toHaveLength(0);
+    });
+
+    it('replaces the list with the recent history when the server could not recover, and says so', () => {
+      const { app, ws } = connected();
+      ws().deliver(chatFrame(1, 'one'));
+      ws().deliver(chatFrame(2, 'two'));
+      ws().drop(1006);
+      app.send('offline');
+      vi.advanceTimersByTime(60_000);
+      ws().open();
+      ws().deliver({ ...WELCOME, epoch: 'e2', last_id: 5, recovered: false, history: [chatFrame(4, 'four'), chatFrame(5, 'five')] });
+      app.flush();
+      expect(chats(app).map((m) => [m.id, m.text, m.origin])).toEqual([
+        [4, 'four', 'earlier'],
+        [5, 'five', 'earlier'],
+        [null, 'offline', 'live'],
+      ]);
+      expect(app.messages.find((m) => m.kind === 'system')?.text).toMatch(
+        /^Reconnected to #lobby as Ada\. Could not recover .*lost its stored history.*recent history/,
+      );
+      expect(app.notices[0]).toMatchObject({ kind: 'info', code: 'not_recovered' });
+      // The next reconnect resumes in the new epoch.
+      ws().drop(1006);
+      vi.advanceTimersByTime(60_000);
+      expect(ws().url).toMatch(/since=5&epoch=e2$/);
+    });
+
+    it('starts another room from its welcome, without resuming', () => {
+      const { app, ws } = connected();
+      ws().deliver(chatFrame(7, 'lobby talk'));
+      app.join('rust');
+      ws().deliver({ ...WELCOME, room: 'rust', last_id: 1, history: [chatFrame(1, 'rust talk', { room: 'rust' })] });
+      app.flush();
+      expect(chats(app).map((m) => m.text)).toEqual(['rust talk']);
+      ws().drop(1006);
+      vi.advanceTimersByTime(60_000);
+      expect(ws().url).toBe('ws://test/ws?room=rust&name=Ada&since=1&epoch=e1');
+    });
+
+    it('loads older pages at the top until the start of the room', () => {
+      const { app, ws } = makeApp();
+      app.start();
+      ws().open();
+      ws().deliver({ ...WELCOME, last_id: 60, history: [chatFrame(59, 'm59'), chatFrame(60, 'm60')] });
+      app.flush();
+      expect(app.loadOlder()).toBe(true);
+      expect(app.loadOlder()).toBe(false);
+      app.flush();
+      expect(app.older).toBe('loading');
+      expect(ws().frames().at(-1)).toEqual({ type: 'history', before: 59, limit: 50 });
+      const page = (from: number, to: number, hasMore: boolean) => ({
+        type: 'history',
+        room: 'lobby',
+        messages: Array.from({ length: to - from + 1 }, (_, i) => chatFrame(from + i, `m${from + i}`)),
+        has_more: hasMore,
+      });
+      ws().deliver(page(9, 58, true));
+      app.flush();
+      expect(app.older).toBe('more');
+      expect(app.loadOlder()).toBe(true);
+      expect(ws().frames().at(-1)).toEqual({ type: 'history', before: 9, limit: 50 });
+      ws().deliver(page(1, 8, false));
+      app.flush();
+      expect(app.older).toBe('start');
+      expect(ids(app)).toEqual(Array.from({ length: 60 }, (_, i) => i + 1));
+      expect(chats(app).every((m) => m.origin === 'earlier')).toBe(true);
+      expect(app.loadOlder()).toBe(false);
+    });
+
+    it('ignores a page that answers nothing asked, and forgets the request on a reconnect', () => {
+      const { app, ws } = makeApp();
+      app.start();
+      ws().open();
+      ws().deliver({ ...WELCOME, last_id: 60, history: [chatFrame(60, 'm60')] });
+      ws().deliver({ type: 'history', room: 'lobby', messages: [chatFrame(1, 'm1')], has_more: false });
+      app.flush();
+      expect(ids(app)).toEqual([60]);
+      app.loadOlder();
+      ws().drop(1006);
+      vi.advanceTimersByTime(60_000);
+      ws().open();
+      ws().deliver({ ...WELCOME, last_id: 60, recovered: true });
+      app.flush();
+      expect(app.older).toBe('more');
+      expect(app.loadOlder()).toBe(true);
+    });
+
+    it('merges a welcome it did not ask for (the server restarted the room) by id', () => {
+      const { app, ws } = connected();
+      ws().deliver(chatFrame(1, 'one'));
+      ws().deliver(chatFrame(2, 'two'));
+      ws().deliver({ ...WELCOME, last_id: 3, history: [chatFrame(1, 'one'), chatFrame(2, 'two'), chatFrame(3, 'three')] });
+      app.flush();
+      expect(chats(app).map((m) => [m.id, m.origin])).toEqual([
+        [1, 'live'],
+        [2, 'live'],
+        [3, 'missed'],
+      ]);
+      expect(app.notices).toHaveLength(0);
+    });
+
+    it('keeps the list after a reconnect to a server without history, whose ids start again', () => {
+      const { app, ws } = makeApp();
+      app.start();
+      ws().open();
+      ws().deliver({ ...WELCOME, epoch: '' });
+      ws().deliver(chatFrame(1, 'before'));
+      ws().drop(1012);
+      vi.advanceTimersByTime(60_000);
+      expect(ws().url).toBe('ws://test/ws?room=lobby&name=Ada');
+      ws().open();
+      ws().deliver({ ...WELCOME, epoch: '' });
+      ws().deliver(chatFrame(1, 'after'));
+      app.flush();
+      expect(chats(app).map((m) => m.text)).toEqual(['before', 'after']);
+    });
+
+    it('marks the message the server could not store as not delivered', () => {
+      const { app, ws } = connected();
+      app.send('one');
+      app.send('two');
+      ws().deliver({ type: 'error', code: 'unavailable', message: 'The message could not be stored.' });
+      app.flush();
+      expect(chats(app).map((m) => m.delivery)).toEqual(['failed', 'pending']);
+      expect(app.notices[0]?.code).toBe('unavailable');
+      expect(app.notices[0]?.message).toMatch(/not sent/);
+    });
   });
 });

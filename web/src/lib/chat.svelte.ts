@@ -35,10 +35,23 @@
  * `rate_limited`. Pacing at the sustained rate never exceeds any burst, and
  * the client is not told the burst. Until the queue is empty, new messages
  * join its end, so they still go out in the order they were written.
+ *
+ * History (issue 11, see `history.ts`): a welcome brings the room's recent
+ * messages, shown as earlier messages. A reconnect offers back the newest id
+ * it has (`?since=&epoch=`); when the server recovers, the missed messages
+ * are appended in order, and when it cannot, the list is replaced by the
+ * fresh history and the user is told it could not be recovered. A welcome
+ * nobody asked for (the server restarted the room) is merged by id the same
+ * way. A join to
+ * another room starts from that room's welcome. Scrolling to the top asks
+ * for older pages until the server says there are none. Statistics (sent,
+ * received, RTT) count only live frames: a replayed echo of an own message
+ * confirms it but measures nothing.
  */
 import { Announcer } from './announce';
 import { encode } from './codec';
 import { Connection, type ConnState, type SocketLike } from './connection';
+import { ScrollBack, StreamPosition, welcomeAtStart } from './history';
 import { MessageStore, type Entry } from './messages';
 import { NoticeList, type Notice } from './notices';
 import { Participants } from './participants';
@@ -46,12 +59,14 @@ import { PresenceBuffer } from './presence';
 import type { ChatMessage } from './protocol/ChatMessage';
 import type { ClientFrame } from './protocol/ClientFrame';
 import type { ErrorFrame } from './protocol/ErrorFrame';
+import type { HistoryPage } from './protocol/HistoryPage';
 import type { Limits } from './protocol/Limits';
 import type { RoomUpdate } from './protocol/RoomUpdate';
 import type { ServerFrame } from './protocol/ServerFrame';
+import type { Since } from './protocol/Since';
 import type { Welcome } from './protocol/Welcome';
 import { RttWindow } from './rtt';
-import { describeError, disconnectedLine } from './status';
+import { describeError, disconnectedLine, notRecoveredLine } from './status';
 import { checkName, DEFAULT_ROOM, isValidRoom, ROOM_RULE } from './validate';
 
 export const DEFAULT_LIMITS: Limits = {
@@ -66,6 +81,13 @@ export const MAX_QUEUED = 50;
 /** Presence lines are written at most once per this interval: a storm of updates becomes one line. */
 export const PRESENCE_FLUSH_MS = 1000;
 const NAME_KEY = 'actorchat.name';
+
+/**
+ * The top of the list: older messages can be loaded (`more`), are being
+ * loaded, the list reaches the room's first message (`start`), or the list
+ * holds as many rows as it keeps (`full`).
+ */
+export type OlderState = 'more' | 'loading' | 'start' | 'full';
 
 export interface ChatEnv {
   /** Base for the WebSocket URL, e.g. `ws://localhost:3000`. */
@@ -106,9 +128,15 @@ export class ChatApp {
   announcement = $state('');
   /** Chat messages from others that arrived while the tab was in the background. */
   unread = $state(0);
+  /** What the top of the message list offers (scroll-back). */
+  older = $state<OlderState>('more');
 
   readonly clientPrefix: string;
   private readonly store = new MessageStore();
+  private readonly position = new StreamPosition();
+  private readonly scrollBack = new ScrollBack();
+  /** The resume point the current connection's URL offered (answered by its first welcome). */
+  private askedSince: Since | null = null;
   private readonly rtt = new RttWindow(RTT_AVERAGE_OVER);
   private readonly presence = new PresenceBuffer();
   private readonly announcer = new Announcer();
@@ -242,6 +270,29 @@ export class ChatApp {
     if (!hold) this.queueFlush();
   }
 
+  /**
+   * Asks for the page of messages before the oldest shown (scroll-back).
+   * Returns whether a request went out: not while one is in flight, a room
+   * switch is under way, the list reaches the room's start or is full.
+   */
+  loadOlder(): boolean {
+    if (!this.connected || this.joinsInFlight > 0 || this.store.atStart) return false;
+    const req = this.scrollBack.request(
+      this.room,
+      this.store.oldestId,
+      this.position.lastId,
+      this.store.space,
+      this.env.perfNow(),
+    );
+    if (req === null) return false;
+    if (!this.connection.send({ type: 'history', before: req.before, limit: req.limit })) {
+      this.scrollBack.cancel();
+      return false;
+    }
+    this.queueFlush();
+    return true;
+  }
+
   /** The tab went to the background or came back (unread count for the title). */
   setBackground(background: boolean): void {
     this.background = background;
@@ -343,6 +394,13 @@ export class ChatApp {
     this.queued = this.store.queuedCount;
     this.rttAverage = this.rtt.average;
     this.rttRecent = this.rtt.last(RTT_CHART_POINTS);
+    this.older = this.olderState();
+  }
+
+  private olderState(): OlderState {
+    if (this.store.atStart) return 'start';
+    if (this.scrollBack.loading(this.env.perfNow())) return 'loading';
+    return this.store.space < 1 ? 'full' : 'more';
   }
 
   private url(): string {
@@ -352,6 +410,12 @@ export class ChatApp {
     const q = new URLSearchParams({ room: this.wantedRoom });
     const name = this.storedName() ?? this.givenName;
     if (name !== null) q.set('name', name);
+    // Back into the room whose list we hold: resume after the newest id shown.
+    this.askedSince = this.position.since(this.wantedRoom);
+    if (this.askedSince !== null) {
+      q.set('since', String(this.askedSince.id));
+      q.set('epoch', this.askedSince.epoch);
+    }
     return `${this.env.wsBase}/ws?${q.toString()}`;
   }
 
@@ -369,6 +433,7 @@ export class ChatApp {
     if (s.state === 'open') return;
     this.welcomed = false;
     this.stopDrain();
+    this.scrollBack.cancel();
     if (this.wasOpen && s.state === 'waiting') {
       this.wasOpen = false;
       this.store.system(disconnectedLine(s.code), this.env.wallNow());
@@ -386,6 +451,8 @@ export class ChatApp {
         return this.onRoomUpdate(frame);
       case 'error':
         return this.onError(frame);
+      case 'history':
+        return this.onHistory(frame);
       case 'pong':
         return;
     }
@@ -394,7 +461,43 @@ export class ChatApp {
   private onWelcome(w: Welcome): void {
     const reconnect = this.everWelcomed && this.room === w.room;
     this.everWelcomed = true;
-    if (w.room !== this.room) this.store.clear();
+    // Only the connection's first welcome answers its URL; later ones answer joins.
+    const asked = this.askedSince;
+    this.askedSince = null;
+    const { verdict, after, epochChanged } = this.position.welcome(w, asked);
+    const history = w.history;
+    const isOwn = (m: ChatMessage): boolean => this.isOwn(m);
+    let line = reconnect ? `Reconnected to #${w.room} as ${w.name}.` : `You are in #${w.room} as ${w.name}.`;
+    this.scrollBack.cancel();
+    switch (verdict) {
+      case 'fresh':
+      case 'stale':
+        // Own messages still waiting stay (a stale list is the same room).
+        this.store.clear(verdict === 'stale');
+        this.store.replay(history, isOwn, 'earlier');
+        if (welcomeAtStart(w)) this.store.markStart();
+        if (verdict === 'stale') {
+          line = `${line} ${notRecoveredLine(epochChanged)}`;
+          this.notice('info', notRecoveredLine(epochChanged), 'not_recovered');
+        } else if (history.length > 0) {
+          line = `${line} Earlier messages are above.`;
+        }
+        break;
+      case 'recovered': {
+        const news = history.filter((m) => m.id > after);
+        const missed = this.store.replay(news, isOwn, 'missed');
+        if (this.background) this.unread += news.filter((m) => !isOwn(m)).length;
+        if (missed > 0) {
+          line = `${line} ${missed === 1 ? '1 message was' : `${missed.toLocaleString('en-US')} messages were`} sent while you were away.`;
+        }
+        break;
+      }
+      case 'unknown':
+        this.store.forgetIds();
+        this.store.replay(history, isOwn, 'earlier');
+        if (welcomeAtStart(w)) this.store.markStart();
+        break;
+    }
     this.welcomed = true;
     this.wasOpen = true;
     this.room = w.room;
@@ -414,10 +517,7 @@ export class ChatApp {
     this.received = 0;
     this.rtt.clear();
     this.presence.take();
-    this.store.system(
-      reconnect ? `Reconnected to #${w.room} as ${w.name}.` : `You are in #${w.room} as ${w.name}.`,
-      this.env.wallNow(),
-    );
+    this.store.system(line, this.env.wallNow());
     if (settled && w.room === this.wantedRoom) this.env.onRoom?.(w.room);
     // Asked for another room before this welcome came: go there now.
     if (settled) this.requestWanted();
@@ -449,15 +549,30 @@ export class ChatApp {
     this.drainTimer = null;
   }
 
+  /** Sent from this tab: its client_id carries the tab's prefix. */
+  private isOwn(m: ChatMessage): boolean {
+    return m.client_id !== null && m.client_id.startsWith(`${this.clientPrefix}-`);
+  }
+
   private onChat(m: ChatMessage): void {
+    // Already shown (it came in a welcome's history): never twice.
+    if (!this.position.live(m)) return;
     this.received += 1;
-    const own = m.client_id !== null && m.client_id.startsWith(`${this.clientPrefix}-`);
+    const own = this.isOwn(m);
     const { rtt } = this.store.receive(m, own, this.env.perfNow());
     if (rtt !== null) this.rtt.add(rtt);
     if (!own) {
       this.announcer.offer(m.author, m.text);
       if (this.background) this.unread += 1;
     }
+    this.queueFlush();
+  }
+
+  private onHistory(page: HistoryPage): void {
+    const answer = this.scrollBack.answer(page);
+    if (answer === null || answer.room !== this.room) return;
+    const added = this.store.prepend(answer.messages, (m) => this.isOwn(m));
+    if (!answer.has_more && added === answer.messages.length) this.store.markStart();
     this.queueFlush();
   }
 
@@ -514,6 +629,11 @@ export class ChatApp {
 
   private onError(e: ErrorFrame): void {
     this.notice('error', describeError(e.code, e.message, this.limits.max_messages_per_sec), e.code);
+    if (e.code === 'unavailable') {
+      // Not stored, so not sent: the oldest message still waiting for its
+      // echo (the server answers in order) shows as not delivered, with Retry.
+      if (this.store.failOldestPending() !== null) this.queueFlush();
+    }
     if (e.code === 'invalid_name' && this.nameBeforeRename !== null) {
       this.name = this.nameBeforeRename;
       this.nameBeforeRename = null;
@@ -546,6 +666,8 @@ export class ChatApp {
     const said = this.announcer.take(this.env.perfNow());
     if (said !== null) this.announcement = said;
     if (this.store.expire(this.env.perfNow()) > 0) this.queueFlush();
+    // A scroll-back request given up (no answer) frees the top of the list.
+    if (this.older !== this.olderState()) this.queueFlush();
   }
 
   /** Coalesces bursts of frames into one reactive update per animation frame. */

@@ -20,12 +20,13 @@ interface ClientVectors {
 const server = vectors('server_frames.json') as ServerVectors;
 const client = vectors('client_frames.json') as ClientVectors;
 
-/** Fields protocol v1 defines for each client frame type. */
+/** Fields the protocol defines for each client frame type. */
 const CLIENT_FIELDS: Record<string, string[]> = {
   chat: ['type', 'text', 'client_id', 'sent_at'],
   ping: ['type', 'nonce'],
   set_name: ['type', 'name'],
-  join: ['type', 'room'],
+  join: ['type', 'room', 'since'],
+  history: ['type', 'before', 'limit'],
 };
 
 describe('decode: shared server vectors', () => {
@@ -59,6 +60,31 @@ describe('decode: more shapes', () => {
     calc: null,
   };
 
+  const welcome = {
+    type: 'welcome',
+    session_id: 1,
+    name: 'a',
+    room: 'lobby',
+    num_participants: 1,
+    participants: [],
+    limits: { max_text_chars: 1, max_frame_bytes: 1, max_messages_per_sec: 1 },
+    epoch: 'e1',
+    last_id: 1,
+    recovered: null,
+    history: [chat],
+  };
+
+  it('decodes a welcome with its history and a resume verdict', () => {
+    expect(decode(JSON.stringify(welcome))).toEqual({ ok: true, frame: welcome });
+    const resumed = { ...welcome, recovered: true, history: [] };
+    expect(decode(JSON.stringify(resumed))).toEqual({ ok: true, frame: resumed });
+  });
+
+  it('drops unknown fields inside history frames too', () => {
+    const page = { type: 'history', room: 'lobby', messages: [{ ...chat, extra: 1 }], has_more: true };
+    expect(decode(JSON.stringify(page))).toEqual({ ok: true, frame: { ...page, messages: [chat] } });
+  });
+
   it('ignores unknown extra fields and drops them from the result', () => {
     const result = decode(JSON.stringify({ ...chat, extra: { deep: true } }));
     expect(result).toEqual({ ok: true, frame: chat });
@@ -85,6 +111,13 @@ describe('decode: more shapes', () => {
     ['calc not an object', JSON.stringify({ ...chat, calc: 'x' })],
     ['welcome without limits', '{"type":"welcome","session_id":1,"name":"a","room":"r","num_participants":1,"participants":[]}'],
     ['participants not strings', '{"type":"welcome","session_id":1,"name":"a","room":"r","num_participants":1,"participants":[1],"limits":{"max_text_chars":1,"max_frame_bytes":1,"max_messages_per_sec":1}}'],
+    ['welcome without epoch', JSON.stringify({ ...welcome, epoch: undefined })],
+    ['welcome recovered not a boolean', JSON.stringify({ ...welcome, recovered: 'yes' })],
+    ['welcome history not a list', JSON.stringify({ ...welcome, history: {} })],
+    ['welcome history holding a non-chat frame', JSON.stringify({ ...welcome, history: [{ ...chat, type: 'pong' }] })],
+    ['welcome history holding a bad chat', JSON.stringify({ ...welcome, history: [{ ...chat, id: -1 }] })],
+    ['history page without has_more', JSON.stringify({ type: 'history', room: 'r', messages: [] })],
+    ['history page messages not a list', JSON.stringify({ type: 'history', room: 'r', messages: 1, has_more: false })],
     ['renamed not a list', '{"type":"room_update","room":"r","num_participants":1,"joined":[],"left":[],"renamed":{}}'],
     ['huge nesting', '['.repeat(100_000)],
   ])('refuses %s without throwing', (_name, raw) => {
@@ -102,5 +135,16 @@ describe('encode: shared client vectors', () => {
 
   it('omits absent optional chat fields', () => {
     expect(encode({ type: 'chat', text: 'hi' })).toBe('{"type":"chat","text":"hi"}');
+  });
+
+  it('writes a join with and without a resume point', () => {
+    expect(encode({ type: 'join', room: 'r' })).toBe('{"type":"join","room":"r"}');
+    expect(encode({ type: 'join', room: 'r', since: { id: 4, epoch: 'e' } })).toBe(
+      '{"type":"join","room":"r","since":{"id":4,"epoch":"e"}}',
+    );
+  });
+
+  it('writes a scroll-back request', () => {
+    expect(encode({ type: 'history', before: 41, limit: 50 })).toBe('{"type":"history","before":41,"limit":50}');
   });
 });

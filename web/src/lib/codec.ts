@@ -9,6 +9,7 @@
  */
 import type { CalcResult } from './protocol/CalcResult';
 import type { CalcStatus } from './protocol/CalcStatus';
+import type { ChatFrame } from './protocol/ChatFrame';
 import type { ChatMessage } from './protocol/ChatMessage';
 import type { ClientFrame } from './protocol/ClientFrame';
 import type { ErrorCode } from './protocol/ErrorCode';
@@ -18,7 +19,7 @@ import type { ServerFrame } from './protocol/ServerFrame';
 
 export type DecodeResult = { ok: true; frame: ServerFrame } | { ok: false; error: string };
 
-/** Serializes a client frame, writing only the fields protocol v1 defines. */
+/** Serializes a client frame, writing only the fields the protocol defines. */
 export function encode(frame: ClientFrame): string {
   switch (frame.type) {
     case 'chat': {
@@ -32,7 +33,13 @@ export function encode(frame: ClientFrame): string {
     case 'set_name':
       return JSON.stringify({ type: 'set_name', name: frame.name });
     case 'join':
-      return JSON.stringify({ type: 'join', room: frame.room });
+      return JSON.stringify(
+        frame.since === undefined
+          ? { type: 'join', room: frame.room }
+          : { type: 'join', room: frame.room, since: { id: frame.since.id, epoch: frame.since.epoch } },
+      );
+    case 'history':
+      return JSON.stringify({ type: 'history', before: frame.before, limit: frame.limit });
   }
 }
 
@@ -63,6 +70,7 @@ const ERROR_CODES: readonly ErrorCode[] = [
   'calc_busy',
   'room_limit',
   'room_busy',
+  'unavailable',
 ];
 const CALC_STATUSES: readonly CalcStatus[] = ['ok', 'rejected', 'timeout', 'busy', 'error'];
 
@@ -84,6 +92,10 @@ function serverFrame(v: unknown): ServerFrame {
         num_participants: uint(o, 'num_participants'),
         participants: strings(o, 'participants'),
         limits: limits(object(o.limits, 'limits')),
+        epoch: str(o, 'epoch'),
+        last_id: uint(o, 'last_id'),
+        recovered: nullable(o, 'recovered', bool),
+        history: chatFrames(o, 'history'),
       };
     case 'chat':
       return { type, ...chat(o) };
@@ -101,6 +113,8 @@ function serverFrame(v: unknown): ServerFrame {
       return { type, nonce: uint(o, 'nonce'), server_time: uint(o, 'server_time') };
     case 'error':
       return { type, code: oneOf(o, 'code', ERROR_CODES), message: str(o, 'message') };
+    case 'history':
+      return { type, room: str(o, 'room'), messages: chatFrames(o, 'messages'), has_more: bool(o, 'has_more') };
     default:
       throw new ShapeError(`unknown frame type ${JSON.stringify(type)}`);
   }
@@ -117,6 +131,17 @@ function chat(o: Obj): ChatMessage {
     server_time: uint(o, 'server_time'),
     calc: o.calc === null || o.calc === undefined ? null : calc(object(o.calc, 'calc')),
   };
+}
+
+/** An array of `chat` frames (`welcome.history`, `history.messages`). */
+function chatFrames(o: Obj, key: string): ChatFrame[] {
+  const list = o[key];
+  if (!Array.isArray(list)) throw new ShapeError(`"${key}" must be an array`);
+  return list.map((item: unknown) => {
+    const m = object(item, `${key}[]`);
+    if (m.type !== 'chat') throw new ShapeError(`"${key}" must hold chat frames`);
+    return { type: 'chat', ...chat(m) };
+  });
 }
 
 function calc(o: Obj): CalcResult {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { describeClose, describeError, disconnectedLine } from './status';
+import { describeClose, describeError, disconnectedLine, notRecoveredLine } from './status';
 
 describe('connection text', () => {
   it('never shows a bare close code', () => {
@@ -19,5 +19,18 @@ describe('connection text', () => {
     expect(describeError('invalid_name', 'Names have at most 32 characters.', 20)).toBe(
       'Names have at most 32 characters.',
     );
+  });
+});
+
+describe('history text', () => {
+  it('says why a resume could not be recovered and what is shown instead', () => {
+    expect(notRecoveredLine(true)).toMatch(/could not recover.*lost its stored history.*recent history/i);
+    expect(notRecoveredLine(false)).toMatch(/too many.*recent history/i);
+  });
+
+  it('explains an unavailable refusal as not sent', () => {
+    const s = describeError('unavailable', 'The message could not be stored', 20);
+    expect(s).toMatch(/not sent/);
+    expect(s).not.toContain('unavailable');
   });
 });

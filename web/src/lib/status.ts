@@ -29,6 +29,17 @@ export function disconnectedLine(code: number): string {
   return `${describeClose(code)} Reconnecting… Messages you send meanwhile are queued.`;
 }
 
+/**
+ * Said when a reconnect could not resume (`recovered: false`): the list is
+ * replaced by the recent history, and messages from the gap may be missing.
+ */
+export function notRecoveredLine(epochChanged: boolean): string {
+  const why = epochChanged
+    ? 'the server lost its stored history'
+    : 'too many were sent while you were away';
+  return `Could not recover the messages sent while you were away (${why}); showing the recent history instead, so some may be missing.`;
+}
+
 /** The sentence shown for a server error, by its code (the server's own sentence otherwise). */
 export function describeError(code: string, serverMessage: string, ratePerSec: number): string {
   switch (code) {
@@ -36,6 +47,8 @@ export function describeError(code: string, serverMessage: string, ratePerSec: n
       return `You are sending faster than the server accepts (${ratePerSec} messages a second); the extra messages were not delivered.`;
     case 'calc_busy':
       return 'Your calculation is still running; wait for it before sending more.';
+    case 'unavailable':
+      return 'The server could not store your message, so it was not sent. Try again in a moment (Retry).';
     default:
       return serverMessage;
   }

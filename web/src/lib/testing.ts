@@ -109,4 +109,24 @@ export const WELCOME = {
   num_participants: 2,
   participants: ['Ada', 'Grace'],
   limits: { max_text_chars: 4000, max_frame_bytes: 16384, max_messages_per_sec: 20 },
+  epoch: 'e1',
+  last_id: 0,
+  recovered: null,
+  history: [],
 } as const;
+
+/** A `chat` frame as the server sends it (live, or inside a history). */
+export function chatFrame(id: number, text: string, over: Record<string, unknown> = {}) {
+  return {
+    type: 'chat',
+    id,
+    room: 'lobby',
+    author: 'Grace',
+    text,
+    client_id: null,
+    sent_at: null,
+    server_time: 1_700_000_000_000 + id,
+    calc: null,
+    ...over,
+  };
+}

@@ -48,9 +48,13 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The release server as a child process, restartable on the same port. */
 export class Server {
-  /** @param {number} port */
-  constructor(port) {
+  /**
+   * @param {number} port
+   * @param {string[]} [args] extra command-line options for the server
+   */
+  constructor(port, args = []) {
     this.port = port;
+    this.args = args;
     this.url = `http://127.0.0.1:${port}`;
     /** @type {import('node:child_process').ChildProcess | null} */
     this.child = null;
@@ -58,20 +62,21 @@ export class Server {
     this.log = '';
   }
 
-  static async start() {
+  /** @param {string[]} [args] extra command-line options for the server */
+  static async start(args = []) {
     if (!existsSync(BIN)) {
       throw new Error(
         `No server binary at ${BIN}. Build it with \`cargo build --release\` or set ACTORCHAT_BIN.`,
       );
     }
-    const server = new Server(await freePort());
+    const server = new Server(await freePort(), args);
     await server.up();
     return server;
   }
 
   /** Spawns the binary and waits until /healthz answers 200. */
   async up() {
-    const child = spawn(BIN, ['--bind', `127.0.0.1:${this.port}`], {
+    const child = spawn(BIN, ['--bind', `127.0.0.1:${this.port}`, ...this.args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'warn' },
     });

@@ -34,6 +34,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/test.html", get(assets::test_page))
         .route("/calc/{id}", get(calc_result))
+        .merge(crate::observer::routes::routes())
         .fallback(assets::web_client)
         .with_state(state)
 }

@@ -32,6 +32,8 @@ use futures_util::task::AtomicWaker;
 pub enum Kick {
     /// The member's outbound queue was full.
     SlowConsumer,
+    /// An administrator closed the connection from the observer.
+    Admin,
 }
 
 /// Why a frame could not be queued.
@@ -129,7 +131,13 @@ impl MemberHandle {
     /// Queues a frame without waiting. Cloning [`Bytes`] only bumps a
     /// reference count: every member shares the one encoding.
     pub fn offer(&self, frame: &Bytes) -> Result<(), Undeliverable> {
-        {
+        self.offer_counted(frame).map(|_| ())
+    }
+
+    /// [`MemberHandle::offer`], returning how many frames the queue holds
+    /// now (the observer shows each room's deepest member queue).
+    pub fn offer_counted(&self, frame: &Bytes) -> Result<usize, Undeliverable> {
+        let queued = {
             let mut state = self.shared.lock();
             if state.mailbox_dropped {
                 return Err(Undeliverable::Gone);
@@ -138,11 +146,17 @@ impl MemberHandle {
                 return Err(Undeliverable::Full);
             }
             state.queue.push_back(frame.clone());
-        }
+            state.queue.len()
+        };
         // Wakes the task only if it is waiting: a connection that is still
         // writing its previous batch is not woken again per frame.
         self.shared.waker.wake();
-        Ok(())
+        Ok(queued)
+    }
+
+    /// Frames waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().queue.len()
     }
 
     /// Tells the connection it was removed, and why.

@@ -76,6 +76,9 @@ pub struct Metrics {
     /// `error` frames sent, by code, indexed like [`ErrorCode::ALL`].
     errors: [AtomicU64; ErrorCode::ALL.len()],
     pub calc: CalcMetrics,
+    /// What only the observer reads (room stats, close reasons, latency
+    /// probe, calculation board); see [`crate::observer`].
+    pub(crate) observed: crate::observer::Figures,
 }
 
 /// How a calculation ended, as counted in `actorchat_calc_total{status}`.
@@ -101,7 +104,7 @@ impl CalcEnd {
         CalcEnd::Cancelled,
     ];
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CalcEnd::Ok => "ok",
             CalcEnd::Rejected => "rejected",
@@ -134,6 +137,14 @@ impl CalcMetrics {
         if let Some(i) = CalcEnd::ALL.iter().position(|c| *c == how) {
             self.ended[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Calculations ended since start, by status.
+    pub(crate) fn ended_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        CalcEnd::ALL
+            .iter()
+            .zip(&self.ended)
+            .map(|(how, n)| (how.as_str(), n.load(Relaxed)))
     }
 
     fn render(&self, out: &mut String) {
@@ -263,6 +274,22 @@ impl Metrics {
         if let Some(i) = TopLevel::ALL.iter().position(|w| *w == which) {
             self.actor_restarts[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Restarts of a top-level actor since start.
+    pub(crate) fn actor_restarts_of(&self, which: TopLevel) -> u64 {
+        TopLevel::ALL
+            .iter()
+            .position(|w| *w == which)
+            .map_or(0, |i| self.actor_restarts[i].load(Relaxed))
+    }
+
+    /// `error` frames sent since start, by code.
+    pub(crate) fn errors_by_code(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ErrorCode::ALL
+            .iter()
+            .zip(&self.errors)
+            .map(|(code, n)| (code.as_str(), n.load(Relaxed)))
     }
 
     /// [`Metrics::render`] on a blocking thread: it reads `/proc`, at a cost

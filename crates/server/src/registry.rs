@@ -35,6 +35,7 @@ use ractor::{
 use tracing::{error, info, warn};
 
 use crate::metrics::Metrics;
+use crate::observer::RoomStats;
 use crate::room::{Room, RoomArgs, RoomHandle, RoomInbox, RoomSettings};
 use crate::supervisor::Supervised;
 
@@ -125,6 +126,7 @@ impl Drop for RegistryState {
         metrics.rooms.fetch_sub(self.names.len() as i64, Relaxed);
         for id in self.names.keys() {
             metrics.room_inboxes.remove(*id);
+            metrics.observed.rooms.remove(*id);
         }
     }
 }
@@ -185,6 +187,7 @@ impl Actor for RoomRegistry {
                     return Ok(());
                 };
                 state.args.metrics.room_restarts.fetch_add(1, Relaxed);
+                state.args.metrics.observed.rooms.note_restart(&room);
                 error!(room = %room, error = %err, "room actor panicked; restarting it");
                 state.rooms.remove(&room);
                 // A failure to restart must not take the registry (and every
@@ -206,6 +209,7 @@ impl Actor for RoomRegistry {
                     state.rooms.remove(&room);
                     // Stopped empty: nobody can see its sequence restart.
                     state.args.sequences.forget(&room);
+                    state.args.metrics.observed.rooms.forget_restarts(&room);
                     info!(room = %room, reason = ?reason, "room stopped");
                 }
             }
@@ -243,14 +247,22 @@ impl RegistryState {
         room: String,
     ) -> Result<RoomHandle, ActorProcessingErr> {
         let inbox = Arc::new(RoomInbox::default());
+        let seq = self.args.sequences.of(&room);
+        let stats = Arc::new(RoomStats::new(room.clone(), inbox.clone(), seq.clone()));
         let args = RoomArgs {
             name: room.clone(),
-            seq: self.args.sequences.of(&room),
+            seq,
             inbox: inbox.clone(),
             settings: self.args.settings.clone(),
             metrics: self.args.metrics.clone(),
+            stats: stats.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, Room, args, myself.get_cell()).await?;
+        self.args
+            .metrics
+            .observed
+            .rooms
+            .insert(actor.clone(), stats);
         self.args.metrics.rooms.fetch_add(1, Relaxed);
         self.args
             .metrics
@@ -267,6 +279,7 @@ impl RegistryState {
         let room = self.names.remove(&cell.get_id())?;
         self.args.metrics.rooms.fetch_sub(1, Relaxed);
         self.args.metrics.room_inboxes.remove(cell.get_id());
+        self.args.metrics.observed.rooms.remove(cell.get_id());
         Some(room)
     }
 }
@@ -291,7 +304,6 @@ mod tests {
             // Idle at once: every moment a room is empty, its stop is due.
             idle_after: Duration::ZERO,
             first_join_grace: Duration::ZERO,
-            panic_phrase: None,
             pause_phrase: None,
         });
         let args = RegistryArgs {

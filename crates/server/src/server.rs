@@ -58,6 +58,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for their close frames.
     pub connections: TaskTracker,
+    /// The observer's latest snapshot and history (`/observer`).
+    pub(crate) observer: crate::observer::Hub,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +110,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         limits,
         presence_interval: config.presence_interval(),
         idle_after: config.room_idle(),
-        panic_phrase: config.debug_panic_phrase.clone(),
         pause_phrase: config.debug_pause_phrase.clone(),
         first_join_grace: crate::connection::JOIN_TIMEOUT,
     });
@@ -157,7 +158,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_connections,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
+        observer: crate::observer::Hub::default(),
     });
+    tokio::spawn(crate::observer::sampler::run(state.clone()));
     let app: Router = http::router(state.clone());
     let serve = tokio::spawn(listener::serve(listener, app, state.clone()));
     info!(%addr, max_connections, "listening");

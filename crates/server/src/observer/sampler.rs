@@ -88,6 +88,7 @@ pub(crate) async fn run(state: Arc<AppState>) {
             () = state.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let started = Instant::now();
         if sampler.ticks % FDS_EVERY == 0 {
             sampler.open_fds = tokio::task::spawn_blocking(process::open_fds)
                 .await
@@ -95,6 +96,7 @@ pub(crate) async fn run(state: Arc<AppState>) {
         }
         let snapshot = sampler.sample(&state);
         state.observer.publish(&snapshot);
+        sampler.cost = started.elapsed();
     }
 }
 
@@ -109,6 +111,8 @@ struct Sampler {
     cpu: Option<f64>,
     window: Window,
     open_fds: u64,
+    /// How long the previous sample took.
+    cost: Duration,
 }
 
 impl Sampler {
@@ -124,6 +128,7 @@ impl Sampler {
             cpu: cpu_seconds_of("self"),
             window: Window::default(),
             open_fds: 0,
+            cost: Duration::ZERO,
         }
     }
 
@@ -216,6 +221,7 @@ impl Sampler {
         Snapshot {
             at_ms: point.at_ms,
             uptime_secs: now.duration_since(self.started).as_secs(),
+            sample_micros: micros(self.cost),
             tree: Tree {
                 registry: node(TopLevel::Registry, state.actors.registry.get().is_some()),
                 scheduler: node(TopLevel::Scheduler, state.actors.calc.get().is_some()),
@@ -308,6 +314,7 @@ mod tests {
         Snapshot {
             at_ms,
             uptime_secs: 0,
+            sample_micros: 0,
             tree: Tree {
                 registry: node,
                 scheduler: node,

@@ -22,6 +22,10 @@ pub(crate) struct Snapshot {
     /// Server time of the sample, Unix milliseconds.
     pub at_ms: u64,
     pub uptime_secs: u64,
+    /// What the previous sample cost the sampler task, in microseconds of
+    /// wall time (the descriptor count on its blocking thread included):
+    /// the observer measuring itself.
+    pub sample_micros: u64,
     pub tree: Tree,
     pub rooms: Rooms,
     pub connections: Connections,

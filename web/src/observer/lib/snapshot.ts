@@ -56,6 +56,8 @@ export interface Point {
 export interface Snapshot {
   at_ms: number;
   uptime_secs: number;
+  /** What the previous sample cost the server, µs of wall time. */
+  sample_micros: number;
   tree: { registry: ActorNode; scheduler: ActorNode };
   rooms: { live: number; max_rooms: number; shown: RoomRow[]; totals: RoomTotals };
   connections: {

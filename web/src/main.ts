@@ -7,6 +7,6 @@ const target = document.getElementById('app');
 if (target === null) throw new Error('index.html has no #app element');
 
 /** Two pages in one build: the chat, and the observer at /observer. */
-const isObserver = /^\/observer\/?$/.test(location.pathname);
+const isObserver = location.pathname === '/observer';
 
 export default isObserver ? mount(Observer, { target }) : mount(App, { target });

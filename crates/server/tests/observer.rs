@@ -149,7 +149,10 @@ async fn without_a_token_the_observer_is_read_only() {
         assert_eq!(status, 403, "{action}: {body}");
         assert!(body.contains("--admin-token"), "{body}");
     }
-    // Reading is allowed (loopback).
+    // The page and reading are allowed (loopback).
+    let (status, page) = common::http_get(addr, "/observer").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<div id=\"app\">"), "{page}");
     let (status, body) = http_request(addr, "GET", "/api/observer/rooms/calm/members", "").await;
     assert_eq!(status, 200, "{body}");
     let members: Value = serde_json::from_str(&body).unwrap();

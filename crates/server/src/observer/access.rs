@@ -107,6 +107,18 @@ pub(crate) fn access(
     }
 }
 
+/// Whether the `/observer` page itself may be served: to anyone when a
+/// token is set (the page asks for it), else to loopback clients only.
+pub(crate) fn may_see_page(peer: SocketAddr, token: Option<&AdminToken>) -> Result<(), Refused> {
+    if token.is_some() || peer.ip().to_canonical().is_loopback() {
+        return Ok(());
+    }
+    Err(Refused {
+        status: StatusCode::FORBIDDEN,
+        message: "Without --admin-token the observer is served to loopback clients only.",
+    })
+}
+
 /// [`access`], then the stricter rule for actions: only [`Access::Admin`].
 pub(crate) fn may_act(
     headers: &HeaderMap,
@@ -157,6 +169,8 @@ mod tests {
         assert_eq!(remote.status, StatusCode::FORBIDDEN);
         let act = may_act(&bearer("anything-at-all"), peer(LOOPBACK), None).unwrap_err();
         assert_eq!(act.status, StatusCode::FORBIDDEN);
+        assert!(may_see_page(peer(LOOPBACK), None).is_ok());
+        assert!(may_see_page(peer(REMOTE), None).is_err());
     }
 
     #[test]
@@ -168,6 +182,10 @@ mod tests {
             Ok(Access::Admin)
         );
         assert_eq!(may_act(&bearer("s3cret-token"), peer(REMOTE), t), Ok(()));
+        assert!(
+            may_see_page(peer(REMOTE), t).is_ok(),
+            "the page asks for the token"
+        );
         for refused in [
             access(&bearer("s3cret-tokem"), peer(LOOPBACK), t),
             access(&bearer("s3cret"), peer(LOOPBACK), t),

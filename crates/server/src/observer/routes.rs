@@ -1,5 +1,5 @@
-//! The observer's HTTP side, under `/api/observer/` (the page itself,
-//! `/observer`, is a route of the embedded web client):
+//! The observer's HTTP side, under `/api/observer/`, and the page itself
+//! (`/observer`, a route of the embedded web client, checked here first):
 //!
 //! - `GET  stream`: Server-Sent Events. First a `hello` event (what this
 //!   client may do, and the five-minute history), then a `snapshot` event
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -36,7 +36,7 @@ use ractor::rpc::CallResult;
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::access::{Refused, access, may_act};
+use super::access::{Refused, access, may_act, may_see_page};
 use crate::calc::SchedulerMsg;
 use crate::room::RoomMsg;
 use crate::server::AppState;
@@ -46,6 +46,7 @@ const ACTION_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) fn routes() -> Router<Arc<AppState>> {
     Router::new()
+        .route("/observer", get(page))
         .route("/api/observer/stream", get(stream_snapshots))
         .route("/api/observer/rooms/{room}/members", get(members))
         .route("/api/observer/rooms/{room}/kill", post(kill_room))
@@ -69,6 +70,21 @@ fn refused(r: Refused) -> Response {
 
 fn answer(status: StatusCode, message: String) -> Response {
     (status, axum::Json(json!({ "message": message }))).into_response()
+}
+
+/// The page (the web client's `/observer` route), refused to remote
+/// clients when no token is set.
+async fn page(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = may_see_page(peer, state.config.admin_token.as_ref()) {
+        warn!(%peer, "observer page refused: no admin token and not a loopback client");
+        return (r.status, r.message).into_response();
+    }
+    crate::assets::web_client(uri, headers).await
 }
 
 async fn stream_snapshots(

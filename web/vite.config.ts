@@ -10,6 +10,7 @@ export default defineConfig({
     proxy: {
       '/ws': { target, ws: true },
       '/calc': { target },
+      '/api': { target },
       '/metrics': { target },
       '/healthz': { target },
       '/test.html': { target },

@@ -73,9 +73,13 @@ export function hasDataDir() {
  * `./actorchat-data`), and a restart keeps it, as a real one would.
  */
 export class Server {
-  /** @param {number} port */
-  constructor(port) {
+  /**
+   * @param {number} port
+   * @param {string[]} [args] extra command-line options for the server
+   */
+  constructor(port, args = []) {
     this.port = port;
+    this.args = args;
     this.url = `http://127.0.0.1:${port}`;
     /** @type {import('node:child_process').ChildProcess | null} */
     this.child = null;
@@ -85,20 +89,21 @@ export class Server {
     this.dataDir = hasDataDir() ? mkdtempSync(join(tmpdir(), 'actorchat-e2e-')) : null;
   }
 
-  static async start() {
+  /** @param {string[]} [args] extra command-line options for the server */
+  static async start(args = []) {
     if (!existsSync(BIN)) {
       throw new Error(
         `No server binary at ${BIN}. Build it with \`cargo build --release\` or set ACTORCHAT_BIN.`,
       );
     }
-    const server = new Server(await freePort());
+    const server = new Server(await freePort(), args);
     await server.up();
     return server;
   }
 
   /** Spawns the binary and waits until /healthz answers 200. */
   async up() {
-    const args = ['--bind', `127.0.0.1:${this.port}`];
+    const args = ['--bind', `127.0.0.1:${this.port}`, ...this.args];
     if (this.dataDir !== null) args.push('--data-dir', this.dataDir);
     const child = spawn(BIN, args, {
       stdio: ['ignore', 'pipe', 'pipe'],

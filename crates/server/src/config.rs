@@ -211,10 +211,13 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_CALC_SKIP_TIME_ADMISSION", hide = true)]
     pub calc_skip_time_admission: bool,
 
-    /// Fault injection for tests: a room actor panics when it receives a chat
-    /// with exactly this text. Never set it in production.
-    #[arg(long, env = "ACTORCHAT_DEBUG_PANIC_PHRASE", hide = true)]
-    pub debug_panic_phrase: Option<String>,
+    /// Secret for the observer (`/observer`): its snapshot stream and its
+    /// actions (kill a room, close a connection, cancel a calculation) need
+    /// `Authorization: Bearer <token>`. Unset: the observer is read-only and
+    /// served to loopback clients only. At least 8 printable characters;
+    /// never logged.
+    #[arg(long, env = "ACTORCHAT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<crate::observer::AdminToken>,
 
     /// Fault injection for tests: a room actor pauses for 500 ms (without
     /// blocking a thread) when it receives a chat with exactly this text, so

@@ -41,6 +41,7 @@ use crate::clock::unix_millis;
 use crate::history::history_frame;
 use crate::identity::SessionId;
 use crate::mailbox::{Delivery, Frame, Kick, Mailbox, mailbox};
+use crate::observer::CloseReason;
 use crate::rate_limit::TokenBucket;
 use crate::registry::{LookupError, lookup};
 use crate::room::{ChatIn, ChatRefused, RoomHandle, RoomMsg};
@@ -77,7 +78,32 @@ impl Exit {
     fn close(code: u16, reason: &'static str) -> Exit {
         Exit::Close(Closing::new(code, reason))
     }
+
+    /// How the observer counts this end (from the close code the server
+    /// chose; a close the client began is the client's).
+    fn reason(&self, shutting_down: bool) -> CloseReason {
+        let Exit::Close(closing) = self else {
+            return CloseReason::PeerGone;
+        };
+        if closing.peer_closed {
+            return CloseReason::ClientClose;
+        }
+        match closing.code {
+            close_code::NORMAL => CloseReason::Admin,
+            close_code::GOING_AWAY if shutting_down => CloseReason::Shutdown,
+            close_code::GOING_AWAY => CloseReason::Idle,
+            close_code::MESSAGE_TOO_BIG => CloseReason::Oversize,
+            close_code::TRY_AGAIN_LATER if closing.reason == SLOW_CONSUMER => {
+                CloseReason::SlowConsumer
+            }
+            close_code::TRY_AGAIN_LATER | close_code::INTERNAL_ERROR => CloseReason::JoinFailed,
+            _ => CloseReason::Policy,
+        }
+    }
 }
+
+/// The close reason sent to a slow consumer.
+const SLOW_CONSUMER: &str = "Too slow: your outbound queue overflowed.";
 
 /// The session a connection owns.
 struct Session {
@@ -173,9 +199,11 @@ pub(crate) async fn run(
         }
         Err(exit) => exit,
     };
+    let reason = exit.reason(state.shutdown.is_cancelled());
     if let Exit::Close(closing) = exit {
         websocket::close(reader, writer, closing).await;
     }
+    state.metrics.observed.connection_closed(reason);
     state.metrics.connections.fetch_sub(1, Relaxed);
 }
 
@@ -400,10 +428,11 @@ impl Session {
         match kick {
             Kick::SlowConsumer => {
                 warn!(session = self.id, peer = %self.peer, "slow consumer: outbound queue overflowed; closing with 1013");
-                Exit::close(
-                    close_code::TRY_AGAIN_LATER,
-                    "Too slow: your outbound queue overflowed.",
-                )
+                Exit::close(close_code::TRY_AGAIN_LATER, SLOW_CONSUMER)
+            }
+            Kick::Admin => {
+                info!(session = self.id, peer = %self.peer, "closed by an administrator (observer)");
+                Exit::close(close_code::NORMAL, "Closed by the server's administrator.")
             }
         }
     }
@@ -789,5 +818,6 @@ async fn write_batch(tx: &mut Writer, frames: &[Frame], state: &AppState) -> std
     tx.queue_texts(frames);
     tx.flush().await?;
     metrics.frames_out.fetch_add(frames.len() as u64, Relaxed);
+    metrics.observed.latency.on_written(frames);
     Ok(())
 }

@@ -36,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/test.html", get(assets::test_page))
         .route("/calc/{id}", get(calc_result))
         .route("/rooms/{room}/messages", get(room_messages))
+        .merge(crate::observer::routes::routes())
         .fallback(assets::web_client)
         .with_state(state)
 }

@@ -38,6 +38,7 @@ pub(crate) mod identity;
 pub(crate) mod listener;
 pub(crate) mod mailbox;
 pub mod metrics;
+pub(crate) mod observer;
 pub(crate) mod origin;
 pub(crate) mod rate_limit;
 pub(crate) mod registry;
@@ -47,5 +48,6 @@ pub(crate) mod supervisor;
 pub mod websocket;
 
 pub use config::{Config, ConfigError};
+pub use observer::AdminToken;
 pub use server::{RunningServer, StartError, raise_fd_limit, start};
 pub use supervisor::TopLevel;

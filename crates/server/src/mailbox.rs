@@ -66,6 +66,8 @@ impl Frame {
 pub enum Kick {
     /// The member's outbound queue was full.
     SlowConsumer,
+    /// An administrator closed the connection from the observer.
+    Admin,
 }
 
 /// Why a frame could not be queued.
@@ -163,13 +165,19 @@ impl MemberHandle {
     /// Queues a frame without waiting. Cloning [`Bytes`] only bumps a
     /// reference count: every member shares the one encoding.
     pub fn offer(&self, frame: &Bytes) -> Result<(), Undeliverable> {
+        self.offer_counted(frame).map(|_| ())
+    }
+
+    /// [`MemberHandle::offer`], returning how many frames the queue holds
+    /// now (the observer shows each room's deepest member queue).
+    pub fn offer_counted(&self, frame: &Bytes) -> Result<usize, Undeliverable> {
         self.offer_frame(Frame::Whole(frame.clone()))
     }
 
     /// Queues a frame made of parts (see [`Frame`]), under the same policy
-    /// as [`MemberHandle::offer`].
-    pub fn offer_frame(&self, frame: Frame) -> Result<(), Undeliverable> {
-        {
+    /// as [`MemberHandle::offer`]; returns the queue's length.
+    pub fn offer_frame(&self, frame: Frame) -> Result<usize, Undeliverable> {
+        let queued = {
             let mut state = self.shared.lock();
             if state.mailbox_dropped {
                 return Err(Undeliverable::Gone);
@@ -178,11 +186,17 @@ impl MemberHandle {
                 return Err(Undeliverable::Full);
             }
             state.queue.push_back(frame);
-        }
+            state.queue.len()
+        };
         // Wakes the task only if it is waiting: a connection that is still
         // writing its previous batch is not woken again per frame.
         self.shared.waker.wake();
-        Ok(())
+        Ok(queued)
+    }
+
+    /// Frames waiting in the queue now.
+    pub fn queued(&self) -> usize {
+        self.shared.lock().queue.len()
     }
 
     /// Tells the connection it was removed, and why.

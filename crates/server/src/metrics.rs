@@ -77,6 +77,9 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorCode::ALL.len()],
     pub calc: CalcMetrics,
     pub history: HistoryMetrics,
+    /// What only the observer reads (room stats, close reasons, latency
+    /// probe, calculation board); see [`crate::observer`].
+    pub(crate) observed: crate::observer::Figures,
 }
 
 /// Room streams' figures (see `crate::history`).
@@ -218,7 +221,7 @@ impl CalcEnd {
         CalcEnd::Cancelled,
     ];
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CalcEnd::Ok => "ok",
             CalcEnd::Rejected => "rejected",
@@ -251,6 +254,14 @@ impl CalcMetrics {
         if let Some(i) = CalcEnd::ALL.iter().position(|c| *c == how) {
             self.ended[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Calculations ended since start, by status.
+    pub(crate) fn ended_counts(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        CalcEnd::ALL
+            .iter()
+            .zip(&self.ended)
+            .map(|(how, n)| (how.as_str(), n.load(Relaxed)))
     }
 
     fn render(&self, out: &mut String) {
@@ -380,6 +391,22 @@ impl Metrics {
         if let Some(i) = TopLevel::ALL.iter().position(|w| *w == which) {
             self.actor_restarts[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Restarts of a top-level actor since start.
+    pub(crate) fn actor_restarts_of(&self, which: TopLevel) -> u64 {
+        TopLevel::ALL
+            .iter()
+            .position(|w| *w == which)
+            .map_or(0, |i| self.actor_restarts[i].load(Relaxed))
+    }
+
+    /// `error` frames sent since start, by code.
+    pub(crate) fn errors_by_code(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ErrorCode::ALL
+            .iter()
+            .zip(&self.errors)
+            .map(|(code, n)| (code.as_str(), n.load(Relaxed)))
     }
 
     /// [`Metrics::render`] on a blocking thread: it reads `/proc`, at a cost

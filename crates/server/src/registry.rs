@@ -33,6 +33,7 @@ use tracing::{error, info, warn};
 
 use crate::history::Streams;
 use crate::metrics::Metrics;
+use crate::observer::RoomStats;
 use crate::room::{Room, RoomArgs, RoomHandle, RoomInbox, RoomSettings};
 use crate::supervisor::Supervised;
 
@@ -105,6 +106,7 @@ impl Drop for RegistryState {
         metrics.rooms.fetch_sub(self.names.len() as i64, Relaxed);
         for id in self.names.keys() {
             metrics.room_inboxes.remove(*id);
+            metrics.observed.rooms.remove(*id);
         }
     }
 }
@@ -165,6 +167,7 @@ impl Actor for RoomRegistry {
                     return Ok(());
                 };
                 state.args.metrics.room_restarts.fetch_add(1, Relaxed);
+                state.args.metrics.observed.rooms.note_restart(&room);
                 error!(room = %room, error = %err, "room actor panicked; restarting it");
                 state.rooms.remove(&room);
                 // A failure to restart must not take the registry (and every
@@ -184,6 +187,7 @@ impl Actor for RoomRegistry {
                     .is_some_and(|e| e.actor.get_id() == cell.get_id())
                 {
                     state.rooms.remove(&room);
+                    state.args.metrics.observed.rooms.forget_restarts(&room);
                     info!(room = %room, reason = ?reason, "room stopped");
                 }
             }
@@ -221,14 +225,21 @@ impl RegistryState {
         room: String,
     ) -> Result<RoomHandle, ActorProcessingErr> {
         let inbox = Arc::new(RoomInbox::default());
+        let stats = Arc::new(RoomStats::new(room.clone(), inbox.clone()));
         let args = RoomArgs {
             name: room.clone(),
             streams: self.args.streams.clone(),
             inbox: inbox.clone(),
             settings: self.args.settings.clone(),
             metrics: self.args.metrics.clone(),
+            stats: stats.clone(),
         };
         let (actor, _) = Actor::spawn_linked(None, Room, args, myself.get_cell()).await?;
+        self.args
+            .metrics
+            .observed
+            .rooms
+            .insert(actor.clone(), stats);
         self.args.metrics.rooms.fetch_add(1, Relaxed);
         self.args
             .metrics
@@ -245,6 +256,7 @@ impl RegistryState {
         let room = self.names.remove(&cell.get_id())?;
         self.args.metrics.rooms.fetch_sub(1, Relaxed);
         self.args.metrics.room_inboxes.remove(cell.get_id());
+        self.args.metrics.observed.rooms.remove(cell.get_id());
         Some(room)
     }
 }
@@ -283,7 +295,6 @@ mod tests {
             first_join_grace: Duration::ZERO,
             welcome_history: 50,
             recover_max: 1000,
-            panic_phrase: None,
             pause_phrase: None,
         });
         let args = RegistryArgs {

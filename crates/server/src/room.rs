@@ -50,6 +50,8 @@ use crate::history::{Append, Recent, StoreError, Stored, Streams, json_array};
 use crate::identity::SessionId;
 use crate::mailbox::{Frame, Kick, MemberHandle, Undeliverable};
 use crate::metrics::Metrics;
+use crate::observer::RoomStats;
+use crate::observer::snapshot::{MAX_MEMBERS_LISTED, MemberRow};
 
 /// Most names in each list of one `room_update`; `num_participants` is
 /// always exact. Small on purpose: every member gets every update, so in a
@@ -97,6 +99,17 @@ pub enum RoomMsg {
     FlushPresence,
     /// Timer: stop if still empty since `generation`.
     IdleCheck { generation: u64 },
+    /// Observer action: panic, as a crash would, so the registry restarts
+    /// the room and its members rejoin.
+    Kill,
+    /// Observer action: remove this member and close its connection;
+    /// replies whether it was a member.
+    Kick {
+        session: SessionId,
+        reply: RpcReplyPort<bool>,
+    },
+    /// Observer query: up to [`MAX_MEMBERS_LISTED`] members.
+    Members { reply: RpcReplyPort<Vec<MemberRow>> },
 }
 
 /// Chat messages cast to a room and not yet handled by it.
@@ -174,8 +187,6 @@ pub struct RoomSettings {
     pub idle_after: Duration,
     /// How long a new room waits for its first member before it may stop.
     pub first_join_grace: Duration,
-    /// Test-only fault injection; see `Config::debug_panic_phrase`.
-    pub panic_phrase: Option<String>,
     /// Test-only fault injection; see `Config::debug_pause_phrase`.
     pub pause_phrase: Option<String>,
 }
@@ -188,6 +199,8 @@ pub struct RoomArgs {
     pub inbox: Arc<RoomInbox>,
     pub settings: Arc<RoomSettings>,
     pub metrics: Arc<Metrics>,
+    /// This room's figures for the observer, made by the registry.
+    pub stats: Arc<RoomStats>,
 }
 
 pub struct Room;
@@ -209,6 +222,7 @@ pub struct RoomState {
     inbox: Arc<RoomInbox>,
     settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
+    stats: Arc<RoomStats>,
     members: HashMap<SessionId, Member>,
     presence: Presence,
     /// Bumped whenever the room becomes empty; an idle check for an older
@@ -291,6 +305,7 @@ impl Actor for Room {
             inbox: args.inbox,
             settings: args.settings,
             metrics: args.metrics,
+            stats: args.stats,
             members: HashMap::new(),
             presence: Presence::default(),
             idle_generation: 0,
@@ -348,12 +363,7 @@ impl Actor for Room {
             }
             RoomMsg::Leave { session } => state.leave(&myself, session),
             RoomMsg::Chat(chat) => {
-                if state.settings.panic_phrase.as_deref() == Some(chat.text.as_str()) {
-                    panic!(
-                        "fault injection: room {} received the panic phrase",
-                        state.name
-                    );
-                }
+                state.stats.messages_in.fetch_add(1, Relaxed);
                 if state.settings.pause_phrase.as_deref() == Some(chat.text.as_str()) {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
@@ -378,7 +388,19 @@ impl Actor for Room {
                     myself.stop(Some("idle".into()));
                 }
             }
+            RoomMsg::Kill => {
+                panic!("observer action: room {} killed", state.name);
+            }
+            RoomMsg::Kick { session, reply } => {
+                let _ = reply.send(state.kick(&myself, session));
+            }
+            RoomMsg::Members { reply } => {
+                let _ = reply.send(state.member_rows());
+            }
         }
+        state
+            .stats
+            .note_shape(state.members.len(), state.presence_interval());
         Ok(())
     }
 }
@@ -404,6 +426,7 @@ impl RoomState {
                 for m in latest.into_iter().filter(|m| m.id <= head.last_id) {
                     recent.push(m.id, m.frame);
                 }
+                self.stats.last_id.store(head.last_id, Relaxed);
                 self.stream = Some(StreamState {
                     epoch: head.epoch,
                     last_id: head.last_id,
@@ -743,6 +766,7 @@ impl RoomState {
                 for (_, id, frame) in batch {
                     if let Some(stream) = self.stream.as_mut() {
                         stream.last_id = id;
+                        self.stats.last_id.store(id, Relaxed);
                         stream.recent.push(id, frame.clone());
                     }
                     self.broadcast(myself, &frame);
@@ -795,14 +819,20 @@ impl RoomState {
     /// Offers one encoded frame to every member. Members whose queue is
     /// full are removed and told they are slow consumers.
     fn broadcast(&mut self, myself: &ActorRef<RoomMsg>, bytes: &Bytes) {
+        self.metrics.observed.latency.maybe_probe(bytes);
         let mut delivered = 0u64;
+        let mut deepest = 0;
         let mut dropped: Vec<(SessionId, Undeliverable)> = Vec::new();
         for (id, member) in &self.members {
-            match member.handle.offer(bytes) {
-                Ok(()) => delivered += 1,
+            match member.handle.offer_counted(bytes) {
+                Ok(queued) => {
+                    delivered += 1;
+                    deepest = deepest.max(queued);
+                }
                 Err(why) => dropped.push((*id, why)),
             }
         }
+        self.stats.note_broadcast(delivered, deepest);
         self.metrics.broadcasts.fetch_add(1, Relaxed);
         self.metrics.deliveries.fetch_add(delivered, Relaxed);
         self.metrics
@@ -884,6 +914,33 @@ impl RoomState {
         });
         self.presence.last_flush = Some(Instant::now());
         self.broadcast(myself, &Bytes::from(update.to_json()));
+    }
+
+    /// Observer action: removes a member and tells its connection to close.
+    fn kick(&mut self, myself: &ActorRef<RoomMsg>, session: SessionId) -> bool {
+        let Some(member) = self.members.remove(&session) else {
+            return false;
+        };
+        info!(room = %self.name, session, name = %member.name, "closed by an administrator");
+        member.handle.kick(Kick::Admin);
+        self.note_left(session, member.name, member.announced);
+        self.members_left(myself);
+        true
+    }
+
+    fn member_rows(&self) -> Vec<MemberRow> {
+        let mut rows: Vec<MemberRow> = self
+            .members
+            .iter()
+            .map(|(session, m)| MemberRow {
+                session: *session,
+                name: m.name.clone(),
+                queued: m.handle.queued(),
+            })
+            .collect();
+        rows.sort_by_key(|r| r.session);
+        rows.truncate(MAX_MEMBERS_LISTED);
+        rows
     }
 
     fn schedule_idle_check(&mut self, myself: &ActorRef<RoomMsg>) {

@@ -62,6 +62,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for their close frames.
     pub connections: TaskTracker,
+    /// The observer's latest snapshot and history (`/observer`).
+    pub(crate) observer: crate::observer::Hub,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +119,6 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         idle_after: config.room_idle(),
         welcome_history: config.welcome_history,
         recover_max: config.recover_max,
-        panic_phrase: config.debug_panic_phrase.clone(),
         pause_phrase: config.debug_pause_phrase.clone(),
         first_join_grace: crate::connection::JOIN_TIMEOUT,
     });
@@ -167,8 +168,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_connections,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
+        observer: crate::observer::Hub::default(),
     });
     spawn_retention(streams, state.shutdown.clone());
+    tokio::spawn(crate::observer::sampler::run(state.clone()));
     let app: Router = http::router(state.clone());
     let serve = tokio::spawn(listener::serve(listener, app, state.clone()));
     info!(%addr, max_connections, "listening");

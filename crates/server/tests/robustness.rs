@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use actorchat_protocol::{ErrorCode, ServerFrame};
-use common::{Client, config, http_get, metric, server, wait_for_metric, ws_url};
+use common::{
+    Client, config, config_with_admin, http_get, metric, observer_action, server, wait_for_metric,
+    ws_url,
+};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -258,16 +261,15 @@ async fn a_client_that_never_reads_is_dropped_as_a_slow_consumer() {
 
 #[tokio::test]
 async fn a_room_that_panics_is_restarted_and_the_server_keeps_serving() {
-    let mut cfg = config();
-    cfg.debug_panic_phrase = Some("__panic__".into());
-    let server = server(cfg).await;
+    let server = server(config_with_admin()).await;
     let addr = server.local_addr();
     let mut a = Client::connect(addr, "a", "fragile").await;
     let mut b = Client::connect(addr, "b", "fragile").await;
     let mut elsewhere = Client::connect(addr, "c", "sturdy").await;
     a.chat("before").await;
     let before = b.next_chat().await;
-    a.chat("__panic__").await;
+    let (status, body) = observer_action(addr, "rooms/fragile/kill").await;
+    assert_eq!(status, 202, "{body}");
     // Both members rejoin the restarted room and get a fresh welcome.
     for client in [&mut a, &mut b] {
         let w = client

@@ -25,18 +25,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actorchat_calc::{Limits, Rejection, Request, abbreviate, admit};
 use actorchat_protocol::{CalcResult, CalcStatus};
 use axum::body::Bytes;
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use super::calculator::{self, CalculatorArgs, Finished, Outcome};
 use super::{CancelFlag, ResultStore, millis, result_without_value};
 use crate::metrics::{CalcEnd, Metrics};
+use crate::observer::figures::RunningCalc;
 
 pub type JobId = u64;
 
@@ -58,6 +59,12 @@ pub enum SchedulerMsg {
     },
     /// A calculator's thread ended.
     Finished { job: JobId, finished: Finished },
+    /// Observer action: cancel a queued or running calculation; its
+    /// requester gets an `error` result. Replies whether it was found.
+    Cancel {
+        job: JobId,
+        reply: RpcReplyPort<bool>,
+    },
 }
 
 #[derive(Clone)]
@@ -92,6 +99,7 @@ impl Drop for SchedulerState {
         for job in self.queue.iter().chain(self.running.values()) {
             job.cancel.cancel();
         }
+        self.args.metrics.observed.calcs.clear_running();
         let calc = &self.args.metrics.calc;
         calc.running.store(0, Relaxed);
         calc.queued.store(0, Relaxed);
@@ -104,8 +112,13 @@ struct Job {
     expr: String,
     request: Request,
     peak_bytes: u64,
+    /// The admission estimate of its time, for the observer.
+    estimate: Duration,
     cancel: Arc<CancelFlag>,
     reply: oneshot::Sender<CalcResult>,
+    /// Cancelled from the observer: the requester is told, unlike when it
+    /// cancelled by leaving.
+    by_admin: bool,
 }
 
 impl Actor for CalcScheduler {
@@ -152,6 +165,10 @@ impl Actor for CalcScheduler {
             }
             SchedulerMsg::Finished { job, finished } => {
                 state.finish(job, finished);
+                state.start_queued(&myself);
+            }
+            SchedulerMsg::Cancel { job, reply } => {
+                let _ = reply.send(state.cancel_by_admin(job));
                 state.start_queued(&myself);
             }
         }
@@ -214,8 +231,10 @@ impl SchedulerState {
             expr,
             request,
             peak_bytes: estimate.peak_bytes,
+            estimate: estimate.time,
             cancel,
             reply,
+            by_admin: false,
         };
         self.drop_cancelled();
         if self.queue.is_empty() && self.fits(&job) {
@@ -283,6 +302,13 @@ impl SchedulerState {
         };
         match calculator::spawn(args) {
             Ok(()) => {
+                self.args.metrics.observed.calcs.started(RunningCalc {
+                    id: calc_id(job.id),
+                    expr: job.expr.clone(),
+                    started: Instant::now(),
+                    estimate: job.estimate,
+                    peak_bytes: job.peak_bytes,
+                });
                 self.budget_in_use += job.peak_bytes;
                 self.running.insert(job.id, job);
                 self.publish_gauges();
@@ -316,6 +342,18 @@ impl SchedulerState {
             return;
         };
         self.release(&job);
+        let ended = match finished.outcome {
+            Outcome::Done(_) => CalcEnd::Ok,
+            Outcome::TimedOut => CalcEnd::Timeout,
+            Outcome::Cancelled if job.by_admin => CalcEnd::Error,
+            Outcome::Cancelled => CalcEnd::Cancelled,
+            Outcome::Failed(_) => CalcEnd::Error,
+        };
+        self.args.metrics.observed.calcs.finished(
+            &calc_id(job.id),
+            ended.as_str(),
+            finished.elapsed,
+        );
         let metrics = &self.args.metrics.calc;
         if let Some(latency) = finished.cancel_latency {
             metrics.cancel_latency_seconds.observe(latency);
@@ -350,6 +388,15 @@ impl SchedulerState {
                 );
                 job.without_value(CalcStatus::Timeout, finished.elapsed, reason)
             }
+            Outcome::Cancelled if job.by_admin => {
+                metrics.ended(CalcEnd::Error);
+                info!(job = id, expr = %job.expr, "calculation cancelled by an administrator");
+                job.without_value(
+                    CalcStatus::Error,
+                    finished.elapsed,
+                    "Cancelled by the server's administrator.",
+                )
+            }
             Outcome::Cancelled => {
                 metrics.ended(CalcEnd::Cancelled);
                 info!(
@@ -370,6 +417,38 @@ impl SchedulerState {
             }
         };
         let _ = job.reply.send(result);
+    }
+}
+
+impl SchedulerState {
+    /// Observer action. A queued job is answered and dropped at once; a
+    /// running one is flagged, and answered when its thread reports.
+    fn cancel_by_admin(&mut self, id: JobId) -> bool {
+        if let Some(job) = self.running.get_mut(&id) {
+            job.by_admin = true;
+            job.cancel.cancel();
+            return true;
+        }
+        let Some(pos) = self.queue.iter().position(|j| j.id == id) else {
+            return false;
+        };
+        let Some(job) = self.queue.remove(pos) else {
+            return false;
+        };
+        self.args
+            .metrics
+            .calc
+            .queued
+            .store(self.queue.len() as i64, Relaxed);
+        self.args.metrics.calc.ended(CalcEnd::Error);
+        info!(job = id, expr = %job.expr, "queued calculation cancelled by an administrator");
+        let result = job.without_value(
+            CalcStatus::Error,
+            Duration::ZERO,
+            "Cancelled by the server's administrator before it started.",
+        );
+        let _ = job.reply.send(result);
+        true
     }
 }
 

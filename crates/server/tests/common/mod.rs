@@ -61,7 +61,9 @@ pub async fn server(config: Config) -> RunningServer {
         .with_test_writer()
         .with_env_filter("warn")
         .try_init();
-    actorchat::start(config).await.unwrap()
+    actorchat::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("the server did not start: {e}"))
 }
 
 pub struct Client {
@@ -253,4 +255,48 @@ pub async fn wait_for_metric(addr: SocketAddr, name: &str, ok: impl Fn(f64) -> b
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("metric {name} never reached the expected value");
+}
+
+/// The admin token the observer tests configure.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A config with `--admin-token` set to [`ADMIN_TOKEN`].
+pub fn config_with_admin() -> Config {
+    let mut config = config();
+    config.admin_token = Some(ADMIN_TOKEN.parse().unwrap());
+    config
+}
+
+/// Sends `method path` with extra header lines (each ending in `\r\n`) and
+/// an empty body; returns (status, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(FRAME_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// An observer action as the admin: `POST /api/observer/{action}`.
+pub async fn observer_action(addr: SocketAddr, action: &str) -> (u16, String) {
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
+    http_request(addr, "POST", &format!("/api/observer/{action}"), &auth).await
 }

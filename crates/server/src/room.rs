@@ -215,8 +215,8 @@ pub struct RoomState {
     stream: Option<StreamState>,
     /// Chats received and not yet handed to storage.
     waiting: Vec<Outgoing>,
-    /// The batch storage is committing: (sender, id, frame).
-    in_flight: Vec<(SessionId, u64, Bytes)>,
+    /// The batch storage is committing: (sender, received, id, frame).
+    in_flight: Vec<(SessionId, Instant, u64, Bytes)>,
     /// Resumes waiting for a storage read; the room does not stop meanwhile.
     pending_resumes: usize,
     inbox: Arc<RoomInbox>,
@@ -241,6 +241,8 @@ struct StreamState {
 /// A chat accepted by the room, waiting for its id.
 struct Outgoing {
     session: SessionId,
+    /// When the room received it: the start of its delivery latency.
+    received: Instant,
     author: String,
     chat: ChatIn,
 }
@@ -702,6 +704,7 @@ impl RoomState {
         };
         self.waiting.push(Outgoing {
             session: chat.session,
+            received: Instant::now(),
             author,
             chat,
         });
@@ -734,7 +737,8 @@ impl RoomState {
                 })
                 .to_json(),
             );
-            self.in_flight.push((out.session, id, frame.clone()));
+            self.in_flight
+                .push((out.session, out.received, id, frame.clone()));
             messages.push(Stored {
                 id,
                 at_ms: server_time,
@@ -763,19 +767,19 @@ impl RoomState {
         self.inbox.0.fetch_sub(batch.len(), Relaxed);
         match result {
             Ok(()) => {
-                for (_, id, frame) in batch {
+                for (_, received, id, frame) in batch {
                     if let Some(stream) = self.stream.as_mut() {
                         stream.last_id = id;
                         self.stats.last_id.store(id, Relaxed);
                         stream.recent.push(id, frame.clone());
                     }
-                    self.broadcast(myself, &frame);
+                    self.broadcast(myself, &frame, received);
                     broadcast += 1;
                 }
             }
             Err(e) => {
                 warn!(room = %self.name, error = %e, messages = batch.len(), "messages not stored; answering their senders `unavailable`");
-                for (session, _, _) in batch {
+                for (session, ..) in batch {
                     self.unavailable(session);
                 }
                 // Re-read the last id before numbering anything again.
@@ -818,8 +822,8 @@ impl RoomState {
 
     /// Offers one encoded frame to every member. Members whose queue is
     /// full are removed and told they are slow consumers.
-    fn broadcast(&mut self, myself: &ActorRef<RoomMsg>, bytes: &Bytes) {
-        self.metrics.observed.latency.maybe_probe(bytes);
+    fn broadcast(&mut self, myself: &ActorRef<RoomMsg>, bytes: &Bytes, received: Instant) {
+        self.metrics.observed.latency.maybe_probe(bytes, received);
         let mut delivered = 0u64;
         let mut deepest = 0;
         let mut dropped: Vec<(SessionId, Undeliverable)> = Vec::new();
@@ -913,7 +917,7 @@ impl RoomState {
             renamed: self.presence.renamed.drain(..).take(cap).collect(),
         });
         self.presence.last_flush = Some(Instant::now());
-        self.broadcast(myself, &Bytes::from(update.to_json()));
+        self.broadcast(myself, &Bytes::from(update.to_json()), Instant::now());
     }
 
     /// Observer action: removes a member and tells its connection to close.

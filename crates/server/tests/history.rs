@@ -335,3 +335,22 @@ async fn memory_storage_resumes_within_its_bound() {
     assert_eq!(ids(&bob.welcome.history), [7, 8, 9]);
     srv.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_calculation_is_stored_and_replayed_like_any_chat() {
+    let dir = TempDir::new("calc");
+    let srv = server(sqlite_config(&dir)).await;
+    let addr = srv.local_addr();
+    let mut ada = Client::connect(addr, "Ada", "r").await;
+    ada.chat("20!").await;
+    let live = ada.next_chat().await;
+    let calc = live.calc.clone().expect("a calculation result");
+    assert_eq!(calc.value.as_deref(), Some("2432902008176640000"));
+    let bob = Client::connect(addr, "Bob", "r").await;
+    let ChatFrame::Chat(replayed) = &bob.welcome.history[0];
+    assert_eq!(
+        replayed, &live,
+        "replayed with its calc object, exactly as broadcast"
+    );
+    srv.shutdown().await;
+}

@@ -36,9 +36,13 @@ pub(crate) const BUCKETS: usize = (OCTAVES * PER_OCTAVE) as usize + 1;
 
 /// Nanoseconds since a process-wide epoch.
 fn nanos() -> u64 {
+    nanos_at(Instant::now())
+}
+
+fn nanos_at(t: Instant) -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    u64::try_from(t.saturating_duration_since(epoch).as_nanos()).unwrap_or(u64::MAX)
 }
 
 pub(crate) struct Latency {
@@ -73,9 +77,11 @@ impl std::fmt::Debug for Latency {
 }
 
 impl Latency {
-    /// Called by a room with the bytes it is about to offer to its members:
-    /// makes them the probe if one is due (one clock read per broadcast).
-    pub(crate) fn maybe_probe(&self, frame: &Bytes) {
+    /// Called by a room with the bytes it is about to offer to its members
+    /// and when the room received the message (a chat waits for storage
+    /// first, and that wait is part of its latency): makes them the probe if
+    /// one is due (one clock read per broadcast).
+    pub(crate) fn maybe_probe(&self, frame: &Bytes, received: Instant) {
         let now = nanos();
         let due = self.next_probe.load(Ordering::Relaxed);
         if now < due || frame.is_empty() {
@@ -91,7 +97,8 @@ impl Latency {
         }
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         self.probe.store(0, Ordering::Release);
-        self.probe_start.store(now, Ordering::Release);
+        self.probe_start
+            .store(nanos_at(received).min(now), Ordering::Release);
         self.probe.store(frame.as_ptr() as usize, Ordering::Release);
         // The previous probe's bytes are released only now, after its
         // address stopped being published.
@@ -244,7 +251,7 @@ mod tests {
         let latency = Latency::default();
         let probe = Bytes::from_static(b"{\"type\":\"chat\"}");
         let other = Bytes::from(b"{\"type\":\"chat\"}".to_vec());
-        latency.maybe_probe(&probe);
+        latency.maybe_probe(&probe, Instant::now());
         let whole = |b: &Bytes| Frame::Whole(b.clone());
         latency.on_written(&[whole(&other)]);
         assert_eq!(latency.take_second().iter().sum::<u64>(), 0);
@@ -253,7 +260,7 @@ mod tests {
         assert_eq!(latency.take_second().iter().sum::<u64>(), 2);
         // Until PROBE_INTERVAL passes, a second broadcast is not a probe.
         let second = Bytes::from(b"x".to_vec());
-        latency.maybe_probe(&second);
+        latency.maybe_probe(&second, Instant::now());
         latency.on_written(&[whole(&second)]);
         latency.on_written(&[whole(&probe)]);
         assert_eq!(latency.take_second().iter().sum::<u64>(), 1);

@@ -183,18 +183,14 @@ impl CountHistogram {
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, "histogram", help);
-        for (bound, bucket) in COUNT_BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum.load(Relaxed));
-        let _ = writeln!(out, "{name}_count {count}");
+        let buckets = COUNT_BUCKETS.iter().zip(&self.buckets);
+        render_histogram(
+            out,
+            (name, help),
+            buckets.map(|(bound, b)| (bound, b.load(Relaxed))),
+            self.count.load(Relaxed),
+            self.sum.load(Relaxed),
+        );
     }
 }
 
@@ -339,22 +335,14 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
-        header(out, name, "histogram", help);
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Relaxed)
-            );
-        }
-        let count = self.count.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
+        let buckets = BUCKETS.iter().zip(&self.buckets);
+        render_histogram(
             out,
-            "{name}_sum {}",
-            self.sum_micros.load(Relaxed) as f64 / 1e6
+            (name, help),
+            buckets.map(|(bound, b)| (bound, b.load(Relaxed))),
+            self.count.load(Relaxed),
+            self.sum_micros.load(Relaxed) as f64 / 1e6,
         );
-        let _ = writeln!(out, "{name}_count {count}");
     }
 }
 
@@ -610,6 +598,23 @@ impl Metrics {
         }
         out
     }
+}
+
+/// One Prometheus histogram: cumulative buckets, `+Inf`, sum and count.
+fn render_histogram<B: std::fmt::Display>(
+    out: &mut String,
+    (name, help): (&str, &str),
+    buckets: impl Iterator<Item = (B, u64)>,
+    count: u64,
+    sum: impl std::fmt::Display,
+) {
+    header(out, name, "histogram", help);
+    for (bound, n) in buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {sum}");
+    let _ = writeln!(out, "{name}_count {count}");
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {

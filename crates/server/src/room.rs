@@ -1,4 +1,4 @@
-//! The room actor: one per room, owning its members and its message sequence.
+//! The room actor: one per room, owning its members and the order of its stream.
 //!
 //! Where a chat message goes: a connection validates a `chat` frame and casts
 //! [`RoomMsg::Chat`] here; the room stamps the author (the sender's session

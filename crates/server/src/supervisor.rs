@@ -16,8 +16,8 @@
 //! through. What dies with it:
 //! - the registry's rooms are its linked children and die with it; their
 //!   members see their mailboxes close and rejoin through the handle (the
-//!   join retries span the restart), getting a fresh `welcome`. Sequence
-//!   counters live in the [`Sequences`] book owned here, so ids continue.
+//!   join retries span the restart), getting a fresh `welcome`. Ids live
+//!   in the rooms' streams (`crate::history`), so they continue.
 //! - the scheduler's queued and running calculations are cancelled (its
 //!   state cancels them when dropped) and their requesters get an `error`
 //!   result ("service unavailable"); messages held behind them follow.

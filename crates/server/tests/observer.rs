@@ -246,15 +246,19 @@ async fn an_administrator_closes_one_connection() {
 #[tokio::test]
 async fn an_administrator_cancels_a_running_calculation() {
     let mut cfg = config_with_admin();
-    // 10^6! runs for seconds: long enough to be seen running and cancelled.
+    // 3·10^6! runs for several seconds even on a fast machine (10^6! takes
+    // ~0.5 s, which a snapshot a second can miss): long enough to be seen
+    // running and cancelled.
     cfg.calc_skip_time_admission = true;
     cfg.calc_timeout_ms = 60_000;
     cfg.calc_workers = Some(1);
+    cfg.calc_max_bytes = 1 << 30;
+    cfg.calc_budget_bytes = 1 << 30;
     let server = server(cfg).await;
     let addr = server.local_addr();
     let mut stream = Stream::open(addr, Some(ADMIN_TOKEN)).await;
     let mut a = Client::connect(addr, "a", "maths").await;
-    a.chat("1000000!").await;
+    a.chat("3000000!").await;
     let snap = stream
         .snapshot_where(|s| {
             s["calcs"]["running"]
@@ -263,7 +267,7 @@ async fn an_administrator_cancels_a_running_calculation() {
         })
         .await;
     let calc = &snap["calcs"]["running"][0];
-    assert_eq!(calc["expr"], "1000000!");
+    assert_eq!(calc["expr"], "3000000!");
     assert!(calc["estimate_ms"].as_u64().unwrap() > 0);
     let id = calc["id"].as_str().unwrap().to_owned();
     let (status, body) = observer_action(addr, &format!("calcs/{id}/cancel")).await;

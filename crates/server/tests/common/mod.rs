@@ -214,9 +214,17 @@ fn dummy_welcome() -> Welcome {
 /// GETs a path over plain HTTP/1.1 with the given `Host` header; returns
 /// the whole response as text.
 pub async fn http_response(addr: SocketAddr, path: &str, host: &str) -> String {
+    exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends one raw HTTP/1.1 request and reads the whole response as text.
+async fn exchange(addr: SocketAddr, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     tokio::time::timeout(FRAME_TIMEOUT, stream.read_to_end(&mut response))
@@ -275,18 +283,10 @@ pub async fn http_request(
     path: &str,
     extra: &str,
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
     );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(FRAME_TIMEOUT, stream.read_to_end(&mut response))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&response).into_owned();
+    let text = exchange(addr, &request).await;
     let status = text.split(' ').nth(1).unwrap().parse().unwrap();
     let body = text
         .split_once("\r\n\r\n")

@@ -512,7 +512,7 @@ describe('web client', { timeout: 600_000 }, () => {
 
 
     for (const [label, viewport] of VIEWPORTS) {
-  it(`${label}: keeps the reading position while 3 senders run past the 1,000-row cap`, { timeout: 90_000 }, async () => {
+  it(`${label}: keeps the reading position while 3 senders run past the 1,000-row cap`, { timeout: 150_000 }, async () => {
       const room = uniqueRoom('cap');
       // The reader is at the size under test; the senders only produce load.
       const reader = await openClient(browser, server.url, { name: 'Reader', room, viewport });
@@ -541,8 +541,11 @@ describe('web client', { timeout: 600_000 }, () => {
         const start = await watch();
         assert.ok(start !== null);
         const firstKey = async () => Number(await rows.first().getAttribute('data-key'));
-        // Run until the list has gone past the cap.
-        await eventually(async () => (await rows.count()) > 1100, 40_000);
+        // Run until the list has gone past the cap. Four browser pages on a
+        // two-core machine send far below their 20 messages/s each (8-15/s
+        // measured under load), so the wait is generous; what the test
+        // asserts is the reading position, not the senders' speed.
+        await eventually(async () => (await rows.count()) > 1100, 90_000);
         let maxShift = 0;
         for (let i = 0; i < 10; i++) {
           const y = await list.evaluate(

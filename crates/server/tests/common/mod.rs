@@ -236,13 +236,7 @@ async fn exchange(addr: SocketAddr, request: &str) -> String {
 
 /// Fetches a path over plain HTTP/1.1 and returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let text = http_response(addr, path, &addr.to_string()).await;
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    status_and_body(&http_response(addr, path, &addr.to_string()).await)
 }
 
 /// Reads one metric's value from `/metrics`.
@@ -286,7 +280,11 @@ pub async fn http_request(
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n"
     );
-    let text = exchange(addr, &request).await;
+    status_and_body(&exchange(addr, &request).await)
+}
+
+/// An HTTP response's status code and body.
+fn status_and_body(text: &str) -> (u16, String) {
     let status = text.split(' ').nth(1).unwrap().parse().unwrap();
     let body = text
         .split_once("\r\n\r\n")

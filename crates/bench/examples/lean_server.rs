@@ -96,6 +96,7 @@ async fn client(socket: WebSocket, room: broadcast::Sender<Utf8Bytes>) {
         epoch: "lean".into(),
         last_id: 0,
         recovered: None,
+        user_id: None,
         history: vec![],
     });
     if tx
@@ -115,6 +116,7 @@ async fn client(socket: WebSocket, room: broadcast::Sender<Utf8Bytes>) {
                             id: 0,
                             room: "lobby".into(),
                             author: name.clone(),
+                            user_id: None,
                             text,
                             client_id,
                             sent_at,

@@ -374,7 +374,7 @@ fn on_text(
         Ok(ServerFrame::RoomUpdate(_)) => {
             shared.room_updates.fetch_add(1, Relaxed);
         }
-        Ok(ServerFrame::Welcome(_) | ServerFrame::History(_)) => {}
+        Ok(ServerFrame::Welcome(_) | ServerFrame::History(_) | ServerFrame::Refreshed(_)) => {}
         Err(_) => {
             stats.other_errors.fetch_add(1, Relaxed);
         }

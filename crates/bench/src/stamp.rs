@@ -120,6 +120,7 @@ mod tests {
             id: 7,
             room: "r".into(),
             author: author.into(),
+            user_id: None,
             text: text.into(),
             client_id: client_id.map(Into::into),
             sent_at,

@@ -228,7 +228,7 @@ impl<'a, C: Cancel + ?Sized> Converter<'a, C> {
     fn new(max_digits: u64, sizes: StepSizes, cancel: &'a C) -> Result<Self, Cancelled> {
         // `div_rem_chunked` cuts chunks out of 64-bit limbs.
         debug_assert!(
-            sizes.quotient_chunk_bits > 0 && sizes.quotient_chunk_bits % 64 == 0,
+            sizes.quotient_chunk_bits > 0 && sizes.quotient_chunk_bits.is_multiple_of(64),
             "quotient_chunk_bits must be a positive multiple of 64, not {}",
             sizes.quotient_chunk_bits
         );
@@ -479,7 +479,7 @@ mod tests {
         leaf: u64,
         cancel: &C,
     ) -> Result<String, Cancelled> {
-        to_decimal_with(x, 0, sizes(leaf, leaf % 2 == 0), cancel)
+        to_decimal_with(x, 0, sizes(leaf, leaf.is_multiple_of(2)), cancel)
     }
 
     /// Checks the conversion against malachite for several leaf sizes, down

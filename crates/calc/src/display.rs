@@ -58,7 +58,7 @@ pub(crate) fn group_thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -92,7 +92,7 @@ pub(crate) fn round_down_2_sig(value: u64) -> u64 {
 /// `67108864` → `64 MiB`.
 pub(crate) fn bytes(value: u64) -> String {
     const MIB: u64 = 1 << 20;
-    if value >= MIB && value % MIB == 0 {
+    if value >= MIB && value.is_multiple_of(MIB) {
         format!("{} MiB", value / MIB)
     } else if value >= MIB {
         format!("{:.1} MiB", value as f64 / MIB as f64)
@@ -106,7 +106,7 @@ pub(crate) fn duration(value: Duration) -> String {
     let ms = value.as_millis();
     if ms < 1_000 {
         format!("{ms} ms")
-    } else if ms % 1_000 == 0 {
+    } else if ms.is_multiple_of(1_000) {
         format!("{} s", ms / 1_000)
     } else {
         format!("{:.1} s", value.as_secs_f64())

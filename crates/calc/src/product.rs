@@ -282,7 +282,7 @@ fn odd_multifactorial<C: Cancel + ?Sized>(
                 twos += u64::from(zeros);
                 let mut term = term >> zeros;
                 if strip == Fives::Strip {
-                    while term % 5 == 0 {
+                    while term.is_multiple_of(5) {
                         term /= 5;
                         fives += 1;
                     }

@@ -28,9 +28,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the chat server (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Load-test an actorchat server: `actorchat bench fanout --url ws://127.0.0.1:3000`.
     Bench(actorchat_bench::BenchArgs),
+    /// Print a development token signed with the HS256 secret:
+    /// `actorchat token --sub ada --name Ada --rooms 'team-*' --ttl 1h --auth-hs256-secret-file secret`.
+    Token(actorchat::auth::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,7 +41,19 @@ fn main() -> ExitCode {
     let config = match cli.command {
         // The load generator owns stdout (its `--procs` workers report there).
         Some(Command::Bench(args)) => return actorchat_bench::run(args),
-        Some(Command::Serve(config)) => config,
+        Some(Command::Token(args)) => {
+            return match actorchat::auth::issue(&args) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("actorchat token: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Serve(config)) => *config,
         None => cli.serve,
     };
     // A value out of range is a usage error, like one clap refuses: status 2
@@ -54,7 +69,9 @@ fn main() -> ExitCode {
             // Storage that cannot be opened (unwritable data directory,
             // corrupt or newer database) is a set-up error, like a bad flag.
             match e.downcast_ref::<actorchat::StartError>() {
-                Some(actorchat::StartError::Storage(_)) => ExitCode::from(2),
+                Some(actorchat::StartError::Storage(_) | actorchat::StartError::Auth(_)) => {
+                    ExitCode::from(2)
+                }
                 _ => ExitCode::FAILURE,
             }
         }

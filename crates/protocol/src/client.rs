@@ -45,6 +45,11 @@ pub enum ClientFrame {
         before: u64,
         limit: u32,
     },
+    /// Replace this session's token with a newer one for the same user
+    /// (same `sub`) before the current one expires; answered with
+    /// `refreshed`, or an `invalid_token` or `forbidden` error (the session
+    /// then goes on until its current token expires).
+    Refresh { token: String },
 }
 
 /// Where a resuming client stopped: the last id it has, in the stream `epoch`.

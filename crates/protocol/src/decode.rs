@@ -12,7 +12,7 @@ use serde_json::error::Category;
 
 use crate::limits::{
     MAX_CLIENT_ID_CHARS, MAX_EPOCH_CHARS, MAX_HISTORY_PAGE, MAX_INTEGER, MAX_TEXT_CHARS,
-    validate_name, validate_room,
+    MAX_TOKEN_BYTES, validate_name, validate_room,
 };
 use crate::{ClientFrame, ErrorCode, Since};
 
@@ -64,6 +64,11 @@ struct JoinFields {
     room: String,
     #[serde(default)]
     since: Option<Since>,
+}
+
+#[derive(Deserialize)]
+struct RefreshFields {
+    token: String,
 }
 
 #[derive(Deserialize)]
@@ -140,10 +145,26 @@ pub fn decode_client_frame(text: &str) -> Result<ClientFrame, DecodeError> {
                 limit: f.limit,
             })
         }
+        "refresh" => {
+            let f: RefreshFields = fields(text, "refresh")?;
+            let token = f.token.trim();
+            if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+                return Err(DecodeError::new(
+                    ErrorCode::InvalidField,
+                    format!(
+                        "\"token\" must be 1 to {MAX_TOKEN_BYTES} bytes; this one has {}.",
+                        token.len()
+                    ),
+                ));
+            }
+            Ok(ClientFrame::Refresh {
+                token: token.to_owned(),
+            })
+        }
         other => Err(DecodeError::new(
             ErrorCode::UnknownType,
             format!(
-                "Unknown frame type {:?}; expected chat, ping, set_name, join or history.",
+                "Unknown frame type {:?}; expected chat, ping, set_name, join, history or refresh.",
                 truncate(other, 40)
             ),
         )),
@@ -325,6 +346,12 @@ mod tests {
                 limit: 100
             })
         );
+        assert_eq!(
+            decode_client_frame(r#"{"type":"refresh","token":" a.b.c "}"#),
+            Ok(ClientFrame::Refresh {
+                token: "a.b.c".into()
+            })
+        );
         // An escaped tag still decodes.
         assert!(decode_client_frame(r#"{"type":"pi\u006eg","nonce":1}"#).is_ok());
     }
@@ -388,6 +415,16 @@ mod tests {
             code(r#"{"type":"join","room":"a","since":7}"#),
             ErrorCode::InvalidField
         );
+        assert_eq!(
+            code(r#"{"type":"refresh","token":""}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"refresh","token":7}"#),
+            ErrorCode::InvalidField
+        );
+        let token = format!(r#"{{"type":"refresh","token":"{}"}}"#, "t".repeat(4097));
+        assert_eq!(code(&token), ErrorCode::InvalidField);
         let long = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(4001));
         assert_eq!(code(&long), ErrorCode::TextTooLong);
         let id = format!(

@@ -21,11 +21,12 @@ pub use client::{ClientFrame, Since};
 pub use decode::{DecodeError, check_since, decode_client_frame};
 pub use limits::{
     MAX_CLIENT_ID_CHARS, MAX_EPOCH_CHARS, MAX_HISTORY_PAGE, MAX_INTEGER, MAX_NAME_CHARS,
-    MAX_PARTICIPANTS_LISTED, MAX_ROOM_CHARS, MAX_TEXT_CHARS, validate_name, validate_room,
+    MAX_PARTICIPANTS_LISTED, MAX_ROOM_CHARS, MAX_TEXT_CHARS, MAX_TOKEN_BYTES, validate_name,
+    validate_room,
 };
 pub use server::{
     CalcResult, CalcStatus, ChatFrame, ChatMessage, ErrorCode, ErrorFrame, HistoryPage, Limits,
-    Pong, Rename, RoomUpdate, ServerFrame, Welcome,
+    Pong, Refreshed, Rename, RoomUpdate, ServerFrame, Welcome,
 };
 
 /// Close codes the server uses, named for the policy that sends them.
@@ -50,4 +51,7 @@ pub mod close_code {
     /// (A server at its connection limit answers the upgrade with HTTP 503
     /// instead; no WebSocket is opened.)
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The session's token expired without a `refresh` (reason "token
+    /// expired"); reconnect with a new token.
+    pub const TOKEN_EXPIRED: u16 = 4001;
 }

@@ -20,6 +20,9 @@ pub const MAX_PARTICIPANTS_LISTED: usize = 200;
 pub const MAX_HISTORY_PAGE: u32 = 100;
 /// Longest epoch a client may send back in `since`; the server's are 16.
 pub const MAX_EPOCH_CHARS: usize = 64;
+/// Longest token (`refresh`, `/ws?token=`, `Authorization: Bearer`), in
+/// bytes. A signed JWT with a few claims is 200 to 1,000 bytes.
+pub const MAX_TOKEN_BYTES: usize = 4096;
 /// Largest integer accepted for `sent_at` and `nonce`: 2^53, the largest
 /// integer a JavaScript number holds exactly.
 pub const MAX_INTEGER: u64 = 1 << 53;

@@ -20,6 +20,9 @@ pub enum ServerFrame {
     Error(ErrorFrame),
     /// One page of earlier messages: the answer to a client's `history`.
     History(HistoryPage),
+    /// The answer to an accepted `refresh`: the session now lasts until
+    /// `expires_at`.
+    Refreshed(Refreshed),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -49,6 +52,10 @@ pub struct Welcome {
     /// when it could not (another epoch, or too many missed), and `history`
     /// holds the latest messages instead: what the client shows is stale.
     pub recovered: Option<bool>,
+    /// The verified user this session speaks for (the token's `sub`), or
+    /// `null` for a guest (or any session when the server runs without
+    /// authentication).
+    pub user_id: Option<String>,
     /// Earlier messages, oldest first: the latest few on a plain join, the
     /// missed ones on a recovered resume. Always the last field: the server
     /// splices a room's shared, pre-encoded history in here.
@@ -84,6 +91,12 @@ pub struct ChatMessage {
     pub room: String,
     /// The sender's session name, stamped by the server.
     pub author: String,
+    /// The sender's verified user id (its token's `sub`), stamped by the
+    /// server; `null` for a guest. Absent in messages stored before
+    /// identities existed, which a client treats as `null`.
+    #[serde(default)]
+    #[ts(optional = nullable)]
+    pub user_id: Option<String>,
     pub text: String,
     /// Echoed exactly from the sender's `chat` frame.
     pub client_id: Option<String>,
@@ -163,6 +176,15 @@ pub struct HistoryPage {
     pub has_more: bool,
 }
 
+/// A refreshed session's new expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Refreshed {
+    /// Seconds since the Unix epoch (the new token's `exp`).
+    #[ts(type = "number")]
+    pub expires_at: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[ts(export)]
 pub struct Pong {
@@ -202,11 +224,17 @@ pub enum ErrorCode {
     /// The message could not be stored (the disk is full or failing): it was
     /// not broadcast. Try again later.
     Unavailable,
+    /// The session's token does not grant this (a room outside its `rooms`
+    /// claim).
+    Forbidden,
+    /// A `refresh` token was refused: invalid, expired, for another user,
+    /// or sent where tokens are not used.
+    InvalidToken,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that want a zero for each.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::InvalidJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidField,
@@ -218,6 +246,8 @@ impl ErrorCode {
         ErrorCode::RoomLimit,
         ErrorCode::RoomBusy,
         ErrorCode::Unavailable,
+        ErrorCode::Forbidden,
+        ErrorCode::InvalidToken,
     ];
 
     /// The wire name, also used as a metrics label.
@@ -234,6 +264,8 @@ impl ErrorCode {
             ErrorCode::RoomLimit => "room_limit",
             ErrorCode::RoomBusy => "room_busy",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidToken => "invalid_token",
         }
     }
 }
@@ -268,5 +300,16 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    /// Messages stored before identities existed have no `user_id`; they
+    /// still decode, as a guest's.
+    #[test]
+    fn chat_stored_without_user_id_is_a_guests() {
+        let old = r#"{"type":"chat","id":1,"room":"r","author":"a","text":"t","client_id":null,"sent_at":null,"server_time":5,"calc":null}"#;
+        let Ok(ServerFrame::Chat(chat)) = serde_json::from_str::<ServerFrame>(old) else {
+            panic!("an old chat frame must decode");
+        };
+        assert_eq!(chat.user_id, None);
     }
 }

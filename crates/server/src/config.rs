@@ -219,6 +219,9 @@ pub struct Config {
     #[arg(long, env = "ACTORCHAT_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<crate::observer::AdminToken>,
 
+    #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
+
     /// Fault injection for tests: a room actor pauses for 500 ms (without
     /// blocking a thread) when it receives a chat with exactly this text, so
     /// its inbox fills. Never set it in production.
@@ -227,7 +230,7 @@ pub struct Config {
 }
 
 /// Reads an age such as `90s`, `30m`, `12h` or `7d` (a bare number is seconds).
-fn parse_age(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (digits, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())

@@ -27,12 +27,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use actorchat_protocol::{
-    CalcResult, ClientFrame, ErrorCode, Pong, ServerFrame, Since, close_code, decode_client_frame,
+    CalcResult, ClientFrame, ErrorCode, Pong, Refreshed, ServerFrame, Since, close_code,
+    decode_client_frame,
 };
 use ractor::rpc::CallResult;
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
+use crate::auth::User;
 use crate::calc::holdback::{
     Calculations, Chat, HoldBack, HoldBackFull, MAX_HELD, Release, Submitted,
 };
@@ -44,7 +46,7 @@ use crate::mailbox::{Delivery, Frame, Kick, Mailbox, mailbox};
 use crate::observer::CloseReason;
 use crate::rate_limit::TokenBucket;
 use crate::registry::{LookupError, lookup};
-use crate::room::{ChatIn, ChatRefused, RoomHandle, RoomMsg};
+use crate::room::{Author, ChatIn, ChatRefused, RoomHandle, RoomMsg};
 use crate::server::AppState;
 use crate::websocket::frame::FrameError;
 use crate::websocket::{self, Closing, DecodeError, Incoming, ReadError, Reader, Writer};
@@ -97,6 +99,7 @@ impl Exit {
                 CloseReason::SlowConsumer
             }
             close_code::TRY_AGAIN_LATER | close_code::INTERNAL_ERROR => CloseReason::JoinFailed,
+            close_code::TOKEN_EXPIRED => CloseReason::TokenExpired,
             _ => CloseReason::Policy,
         }
     }
@@ -110,6 +113,9 @@ struct Session {
     id: SessionId,
     peer: SocketAddr,
     name: String,
+    /// The verified user (`None`: a guest). Boxed: most sessions of a
+    /// server without `--auth` carry 8 bytes for it.
+    user: Option<Box<User>>,
     room_name: String,
     room: RoomHandle,
     mailbox: Mailbox,
@@ -144,6 +150,7 @@ pub(crate) struct Admitted {
     pub id: SessionId,
     pub peer: SocketAddr,
     pub name: String,
+    pub user: Option<User>,
     pub room: String,
     /// Resume from here (`/ws?since=&epoch=`).
     pub since: Option<Since>,
@@ -161,21 +168,27 @@ pub(crate) async fn run(
         id,
         peer,
         name,
+        user,
         room,
         since,
         found,
     } = admitted;
     state.metrics.connections.fetch_add(1, Relaxed);
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
-    let joined = Box::pin(join_room(&state, id, &name, &room, since, Some(found))).await;
+    let author = Author {
+        name,
+        user_id: user.as_ref().map(|u| u.id.clone()),
+    };
+    let joined = Box::pin(join_room(&state, id, &author, &room, since, Some(found))).await;
     let exit = match joined.map_err(|e| join_failed(id, &room, e)) {
-        Ok((room_ref, mailbox)) => {
+        Ok((room_ref, mailbox, name)) => {
             debug!(session = id, %peer, name = %name, room = %room, "session started");
             let now = Instant::now();
             let mut session = Session {
                 id,
                 peer,
                 name,
+                user: user.map(Box::new),
                 room_name: room,
                 room: room_ref,
                 mailbox,
@@ -211,14 +224,15 @@ pub(crate) async fn run(
 /// is a handle already looked up (the upgrade checks the room before it
 /// accepts). Retries with growing pauses, because the room may stop (idle)
 /// or crash between lookup and join, and the registry may be restarting.
+/// Returns the name the room gave (see `RoomState::admit`).
 async fn join_room(
     state: &AppState,
     id: SessionId,
-    name: &str,
+    author: &Author,
     room: &str,
     since: Option<Since>,
     mut found: Option<RoomHandle>,
-) -> Result<(RoomHandle, Mailbox), JoinError> {
+) -> Result<(RoomHandle, Mailbox, String), JoinError> {
     for attempt in 0..JOIN_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(10 << attempt)).await;
@@ -238,7 +252,7 @@ async fn join_room(
             .call(
                 |reply| RoomMsg::Join {
                     session: id,
-                    name: name.to_owned(),
+                    author: author.clone(),
                     member,
                     since: since.clone(),
                     reply,
@@ -246,8 +260,8 @@ async fn join_room(
                 Some(JOIN_TIMEOUT),
             )
             .await;
-        if let Ok(CallResult::Success(())) = joined {
-            return Ok((handle, mailbox));
+        if let Ok(CallResult::Success(name)) = joined {
+            return Ok((handle, mailbox, name));
         }
         // The welcome may have been queued (and counted) before the room
         // died; the fresh mailbox is dropped here.
@@ -325,10 +339,10 @@ impl Session {
         // One timer per connection, reset only when it fires (never per
         // frame), so keepalive costs nothing on the hot path.
         let ping_interval = state.config.ping_interval();
-        let keepalive = tokio::time::sleep_until(keepalive_tick(
+        let keepalive = tokio::time::sleep_until(self.wake_at(keepalive_tick(
             Instant::now() + ping_interval,
             ping_interval,
-        ));
+        )));
         tokio::pin!(keepalive);
         loop {
             tokio::select! {
@@ -386,7 +400,7 @@ impl Session {
                 }
                 () = &mut keepalive => {
                     match self.keepalive(state, tx).await {
-                        Ok(next) => keepalive.as_mut().reset(keepalive_tick(next, ping_interval)),
+                        Ok(next) => keepalive.as_mut().reset(self.wake_at(keepalive_tick(next, ping_interval))),
                         Err(exit) => return exit,
                     }
                 }
@@ -399,6 +413,15 @@ impl Session {
     /// ping one silent for the ping interval (browsers answer pings by
     /// themselves). Returns when to look again.
     async fn keepalive(&self, state: &AppState, tx: &mut Writer) -> Result<Instant, Exit> {
+        if let Some(user) = self
+            .user
+            .as_ref()
+            .filter(|u| unix_millis() >= u.expires_at * 1000)
+        {
+            state.metrics.auth.expired.fetch_add(1, Relaxed);
+            info!(session = self.id, user = %user.id, "token expired without a refresh; closing with 4001");
+            return Err(Exit::close(close_code::TOKEN_EXPIRED, "token expired"));
+        }
         let now = Instant::now();
         let silent = now.duration_since(self.last_inbound);
         let (ping_interval, idle_timeout) =
@@ -529,18 +552,118 @@ impl Session {
                 });
                 self.reply(state, tx, &pong).await
             }
-            ClientFrame::SetName { name } => {
-                info!(session = self.id, from = %self.name, to = %name, "rename");
-                self.name.clone_from(&name);
-                self.cast(RoomMsg::Rename {
-                    session: self.id,
-                    name,
-                });
-                None
-            }
+            ClientFrame::SetName { name } => self.rename(state, tx, name).await,
             ClientFrame::Join { room, since } => self.join(state, tx, room, since).await,
             ClientFrame::History { before, limit } => self.history(state, tx, before, limit).await,
+            ClientFrame::Refresh { token } => self.refresh(state, tx, &token).await,
         }
+    }
+
+    /// Renames a guest, if its room agrees (a guest may not take a
+    /// verified member's name). A verified user's name is its token's.
+    async fn rename(&mut self, state: &AppState, tx: &mut Writer, name: String) -> Option<Exit> {
+        if self.user.is_some() {
+            state.metrics.error(ErrorCode::InvalidName);
+            let message = format!(
+                "Your name, {}, comes from your sign-in token and cannot be changed here.",
+                self.name
+            );
+            return self
+                .reply(
+                    state,
+                    tx,
+                    &ServerFrame::error(ErrorCode::InvalidName, message),
+                )
+                .await;
+        }
+        let session = self.id;
+        let renamed = self
+            .room
+            .actor
+            .call(
+                |reply| RoomMsg::Rename {
+                    session,
+                    name: name.clone(),
+                    reply,
+                },
+                Some(JOIN_TIMEOUT),
+            )
+            .await;
+        match renamed {
+            Ok(CallResult::Success(Ok(()))) => {
+                info!(session = self.id, from = %self.name, to = %name, "rename");
+                self.name = name;
+                None
+            }
+            Ok(CallResult::Success(Err(message))) => {
+                state.metrics.error(ErrorCode::InvalidName);
+                info!(session = self.id, asked = %name, "rename refused: a verified member's name");
+                self.reply(
+                    state,
+                    tx,
+                    &ServerFrame::error(ErrorCode::InvalidName, message),
+                )
+                .await
+            }
+            // The room died or is stuck: the rejoin that follows uses the
+            // old name; the client can ask again.
+            _ => {
+                debug!(session = self.id, room = %self.room_name, "rename not answered by the room");
+                None
+            }
+        }
+    }
+
+    /// Takes a newer token for the same user: the session then lasts until
+    /// its `exp`, with its `rooms` and `admin`. The display name stays (a
+    /// new name takes effect on the next connection).
+    async fn refresh(&mut self, state: &AppState, tx: &mut Writer, token: &str) -> Option<Exit> {
+        let refused = |code: ErrorCode, message: String| (code, message);
+        let outcome = match (&self.user, state.auth.verify(token)) {
+            (_, Err(e)) => Err(refused(ErrorCode::InvalidToken, e.to_string())),
+            (None, Ok(_)) => Err(refused(
+                ErrorCode::InvalidToken,
+                "A guest session cannot take a token; reconnect with it.".into(),
+            )),
+            (Some(user), Ok(new)) if new.id != user.id => Err(refused(
+                ErrorCode::InvalidToken,
+                "The new token is for another user; a session keeps its user.".into(),
+            )),
+            (Some(_), Ok(new)) if !new.rooms.allows(&self.room_name) => Err(refused(
+                ErrorCode::Forbidden,
+                crate::auth::forbidden_room(&self.room_name),
+            )),
+            (Some(_), Ok(new)) => Ok(new),
+        };
+        match outcome {
+            Ok(new) => {
+                state.metrics.auth.refreshes.fetch_add(1, Relaxed);
+                info!(session = self.id, user = %new.id, expires_at = new.expires_at, "token refreshed");
+                let expires_at = new.expires_at;
+                if let Some(user) = self.user.as_mut() {
+                    let name = std::mem::take(&mut user.name);
+                    **user = User { name, ..new };
+                }
+                self.reply(state, tx, &ServerFrame::Refreshed(Refreshed { expires_at }))
+                    .await
+            }
+            Err((code, message)) => {
+                state.metrics.error(code);
+                warn!(session = self.id, peer = %self.peer, code = code.as_str(), reason = %message, "refresh refused");
+                self.reply(state, tx, &ServerFrame::error(code, message))
+                    .await
+            }
+        }
+    }
+
+    /// When the keepalive timer should fire next: at `deadline`, or at the
+    /// token's expiry if that comes first (to close the session on time).
+    fn wake_at(&self, deadline: tokio::time::Instant) -> tokio::time::Instant {
+        let Some(user) = &self.user else {
+            return deadline;
+        };
+        let left = Duration::from_millis((user.expires_at * 1000).saturating_sub(unix_millis()));
+        deadline.min(tokio::time::Instant::now() + left)
     }
 
     /// Moves to another room: joins it first (so a refusal leaves the
@@ -559,6 +682,18 @@ impl Session {
         if room == self.room_name {
             debug!(session = self.id, room = %room, "join to the current room ignored");
             return None;
+        }
+        if let Some(user) = self.user.as_ref().filter(|u| !u.rooms.allows(&room)) {
+            state.metrics.error(ErrorCode::Forbidden);
+            warn!(session = self.id, user = %user.id, room = %room, "join refused: the token does not grant the room");
+            let message = crate::auth::forbidden_room(&room);
+            return self
+                .reply(
+                    state,
+                    tx,
+                    &ServerFrame::error(ErrorCode::Forbidden, message),
+                )
+                .await;
         }
         let now = Instant::now();
         let bucket = self.join_bucket.get_or_insert_with(|| {
@@ -587,11 +722,21 @@ impl Session {
                 )
                 .await;
         }
-        match Box::pin(join_room(state, self.id, &self.name, &room, since, None)).await {
-            Ok((handle, mailbox)) => {
+        match Box::pin(join_room(
+            state,
+            self.id,
+            &self.author(),
+            &room,
+            since,
+            None,
+        ))
+        .await
+        {
+            Ok((handle, mailbox, name)) => {
                 self.cast(RoomMsg::Leave { session: self.id });
                 self.replace_room(state, handle, mailbox);
                 self.room_name = room;
+                self.name = name;
                 None
             }
             Err(JoinError::RoomLimit(max)) => {
@@ -622,7 +767,7 @@ impl Session {
         let Release { room, chat, calc } = release;
         let msg = ChatIn {
             session: self.id,
-            departed_name: None,
+            departed: None,
             text: chat.text,
             client_id: chat.client_id,
             sent_at: chat.sent_at,
@@ -663,7 +808,7 @@ impl Session {
             let msg = ChatIn {
                 session: self.id,
                 // Used only if the client has left that room meanwhile.
-                departed_name: Some(self.name.clone()),
+                departed: Some(self.author()),
                 text: chat.text,
                 client_id: chat.client_id,
                 sent_at: chat.sent_at,
@@ -672,6 +817,14 @@ impl Session {
             if room.chat(msg, None).is_err() {
                 debug!(session = self.id, "room gone; held message dropped");
             }
+        }
+    }
+
+    /// Who this session writes as.
+    fn author(&self) -> Author {
+        Author {
+            name: self.name.clone(),
+            user_id: self.user.as_ref().map(|u| u.id.clone()),
         }
     }
 
@@ -740,14 +893,15 @@ impl Session {
         let joined = Box::pin(join_room(
             state,
             self.id,
-            &self.name,
+            &self.author(),
             &self.room_name,
             None,
             None,
         ))
         .await;
-        let (room, mailbox) = joined.map_err(|e| join_failed(self.id, &self.room_name, e))?;
+        let (room, mailbox, name) = joined.map_err(|e| join_failed(self.id, &self.room_name, e))?;
         self.replace_room(state, room, mailbox);
+        self.name = name;
         Ok(())
     }
 

@@ -19,6 +19,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use tracing::warn;
 
 use crate::assets;
+use crate::auth::routes::refuse;
+use crate::auth::{QueryToken, Refusal, bearer};
 use crate::connection::{self, Admitted, JOIN_TIMEOUT};
 use crate::history::history_frame;
 use crate::identity::default_name;
@@ -37,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/calc/{id}", get(calc_result))
         .route("/rooms/{room}/messages", get(room_messages))
         .merge(crate::observer::routes::routes())
+        .merge(crate::auth::routes::routes())
         .fallback(assets::web_client)
         .with_state(state)
 }
@@ -45,6 +48,9 @@ pub fn router(state: Arc<AppState>) -> Router {
 struct JoinQuery {
     name: Option<String>,
     room: Option<String>,
+    /// A connect token, for browsers (which cannot set headers on a
+    /// WebSocket); others send `Authorization: Bearer`.
+    token: Option<QueryToken>,
     /// Resume after this id of `epoch` (both or neither).
     since: Option<u64>,
     epoch: Option<String>,
@@ -68,8 +74,9 @@ impl JoinQuery {
 }
 
 /// Upgrades to a WebSocket after checking the origin, the query, the
-/// connection limit and the room, so a refusal is a plain HTTP answer (403,
-/// 400 or 503) with a readable reason.
+/// token, the connection limit and the room, so a refusal is a plain HTTP
+/// answer (401, 403, 400 or 503) with a readable reason. Nothing here logs
+/// the URL: its query may carry a token.
 async fn websocket(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -94,10 +101,20 @@ async fn websocket(
     if let Err(reason) = validate_room(room) {
         return (StatusCode::BAD_REQUEST, reason).into_response();
     }
-    let name = match query.name.as_deref().map(validate_name) {
-        Some(Err(reason)) => return (StatusCode::BAD_REQUEST, reason).into_response(),
-        Some(Ok(name)) => Some(name.to_owned()),
-        None => None,
+    let token = bearer(&headers).or(query.token.as_ref().map(|t| t.0.as_str()));
+    let user = match state.auth.admit(token) {
+        Ok(user) => user,
+        Err(refusal) => return refuse(&state, peer, "websocket", refusal),
+    };
+    let name = match (&user, query.name.as_deref().map(validate_name)) {
+        // A verified user's name is its token's; `?name=` is ignored.
+        (Some(user), _) if !user.rooms.allows(room) => {
+            return refuse(&state, peer, "websocket", Refusal::forbidden(room));
+        }
+        (Some(user), _) => Some(user.name.clone()),
+        (None, Some(Err(reason))) => return (StatusCode::BAD_REQUEST, reason).into_response(),
+        (None, Some(Ok(name))) => Some(name.to_owned()),
+        (None, None) => None,
     };
     let since = match query.since() {
         Ok(since) => since,
@@ -163,6 +180,7 @@ async fn websocket(
             id,
             peer,
             name,
+            user,
             room,
             since,
             found,
@@ -219,11 +237,16 @@ struct PageQuery {
 /// A room with no stream answers an empty page.
 async fn room_messages(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Path(room): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Response {
     if let Err(reason) = validate_room(&room) {
         return (StatusCode::BAD_REQUEST, reason).into_response();
+    }
+    if let Err(refusal) = state.auth.may_read_room(&headers, &room) {
+        return refuse(&state, peer, "room messages", refusal);
     }
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_HISTORY_PAGE).contains(&limit) {

@@ -28,6 +28,7 @@
 //! the fuzz targets drive directly; everything else is crate-private.
 
 pub(crate) mod assets;
+pub mod auth;
 pub(crate) mod calc;
 pub(crate) mod clock;
 pub mod config;

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use actorchat_protocol::ErrorCode;
 use ractor::ActorId;
 
+use crate::auth::Refusal;
 use crate::room::RoomInbox;
 use crate::supervisor::TopLevel;
 
@@ -77,6 +78,7 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorCode::ALL.len()],
     pub calc: CalcMetrics,
     pub history: HistoryMetrics,
+    pub auth: AuthMetrics,
     /// What only the observer reads (room stats, close reasons, latency
     /// probe, calculation board); see [`crate::observer`].
     pub(crate) observed: crate::observer::Figures,
@@ -102,6 +104,56 @@ pub struct HistoryMetrics {
     pub commit_messages: CountHistogram,
     /// From a resume request reaching the room to its `welcome` being queued.
     pub resume_seconds: Histogram,
+}
+
+/// Authentication's figures (see `crate::auth`).
+#[derive(Debug, Default)]
+pub struct AuthMetrics {
+    /// Credentials refused, indexed like [`Refusal::REASONS`].
+    refused: [AtomicU64; Refusal::REASONS.len()],
+    /// Sessions whose token was replaced by a `refresh`.
+    pub refreshes: AtomicU64,
+    /// Sessions closed with 4001 because their token expired.
+    pub expired: AtomicU64,
+}
+
+impl AuthMetrics {
+    /// Counts one refused credential (upgrade, HTTP read, refresh).
+    pub fn refused(&self, reason: &str) {
+        if let Some(i) = Refusal::REASONS.iter().position(|r| *r == reason) {
+            self.refused[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        header(
+            out,
+            "actorchat_auth_refusals_total",
+            "counter",
+            "Tokens and requests refused by authentication, by reason.",
+        );
+        for (reason, n) in Refusal::REASONS.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "actorchat_auth_refusals_total{{reason=\"{reason}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        metric(
+            out,
+            "actorchat_auth_refreshes_total",
+            "counter",
+            "Session tokens replaced by a refresh.",
+            self.refreshes.load(Relaxed),
+        );
+        metric(
+            out,
+            "actorchat_auth_expired_total",
+            "counter",
+            "Sessions closed with 4001 because their token expired.",
+            self.expired.load(Relaxed),
+        );
+    }
 }
 
 impl HistoryMetrics {
@@ -578,6 +630,7 @@ impl Metrics {
         }
         self.calc.render(&mut out);
         self.history.render(&mut out);
+        self.auth.render(&mut out);
         if let Some(rss) = resident_memory_bytes() {
             metric(
                 &mut out,

@@ -331,7 +331,10 @@ mod tests {
             .call(
                 |reply| RoomMsg::Join {
                     session,
-                    name: format!("m{session}"),
+                    author: crate::room::Author {
+                        name: format!("m{session}"),
+                        user_id: None,
+                    },
                     member,
                     since: None,
                     reply,
@@ -339,13 +342,13 @@ mod tests {
                 Some(Duration::from_secs(5)),
             )
             .await;
-        matches!(joined, Ok(CallResult::Success(()))).then_some(mailbox)
+        matches!(joined, Ok(CallResult::Success(_))).then_some(mailbox)
     }
 
     fn chat(room: &RoomHandle, session: u64, text: &str) {
         let msg = ChatIn {
             session,
-            departed_name: None,
+            departed: None,
             text: text.to_owned(),
             client_id: None,
             sent_at: None,

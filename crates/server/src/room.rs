@@ -47,7 +47,7 @@ use tracing::{error, info, warn};
 
 use crate::clock::unix_millis;
 use crate::history::{Append, Recent, StoreError, Stored, Streams, json_array};
-use crate::identity::SessionId;
+use crate::identity::{SessionId, default_name};
 use crate::mailbox::{Frame, Kick, MemberHandle, Undeliverable};
 use crate::metrics::Metrics;
 use crate::observer::RoomStats;
@@ -76,10 +76,12 @@ pub enum RoomMsg {
     /// be read (the joiner retries, then gives up).
     Join {
         session: SessionId,
-        name: String,
+        author: Author,
         member: MemberHandle,
         since: Option<Since>,
-        reply: RpcReplyPort<()>,
+        /// The name the member joined under: its own, unless a guest asked
+        /// for the name of a verified member (see [`RoomState::admit`]).
+        reply: RpcReplyPort<String>,
     },
     /// Storage finished a resume's read (see [`RoomState::resume`]).
     ResumeRead {
@@ -93,8 +95,13 @@ pub enum RoomMsg {
     /// Broadcast a chat message from a member. Counted in the room's
     /// [`RoomInbox`] by whoever casts it (see [`RoomHandle::chat`]).
     Chat(ChatIn),
-    /// A member changed its display name.
-    Rename { session: SessionId, name: String },
+    /// A member asks to change its display name; refused (with a
+    /// sentence) when a guest asks for a verified member's name.
+    Rename {
+        session: SessionId,
+        name: String,
+        reply: RpcReplyPort<Result<(), String>>,
+    },
     /// Timer: send the pending `room_update`.
     FlushPresence,
     /// Timer: stop if still empty since `generation`.
@@ -138,14 +145,21 @@ pub(crate) enum ChatRefused {
     Gone,
 }
 
+/// Who writes: a display name and, for a verified user, its user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Author {
+    pub name: String,
+    pub user_id: Option<Arc<str>>,
+}
+
 /// A chat as the room receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ChatIn {
     pub session: SessionId,
-    /// The sender's name if it is no longer a member: a calculation
-    /// result, or messages held behind it, that arrive after the sender
-    /// joined another room still go to the room they were written in.
-    pub departed_name: Option<String>,
+    /// The sender if it is no longer a member: a calculation result, or
+    /// messages held behind it, that arrive after the sender joined another
+    /// room still go to the room they were written in.
+    pub departed: Option<Author>,
     pub text: String,
     pub client_id: Option<String>,
     pub sent_at: Option<u64>,
@@ -224,6 +238,10 @@ pub struct RoomState {
     metrics: Arc<Metrics>,
     stats: Arc<RoomStats>,
     members: HashMap<SessionId, Member>,
+    /// Display names of verified members, with how many hold each: a guest
+    /// may not take one (checked on join and rename). Empty unless
+    /// `--auth optional|required`.
+    verified_names: HashMap<String, u32>,
     presence: Presence,
     /// Bumped whenever the room becomes empty; an idle check for an older
     /// generation is stale (someone joined meanwhile).
@@ -243,16 +261,16 @@ struct Outgoing {
     session: SessionId,
     /// When the room received it: the start of its delivery latency.
     received: Instant,
-    author: String,
+    author: Author,
     chat: ChatIn,
 }
 
 /// A resuming join whose missed messages are being read from storage.
 pub struct PendingJoin {
     session: SessionId,
-    name: String,
+    author: Author,
     member: MemberHandle,
-    reply: RpcReplyPort<()>,
+    reply: RpcReplyPort<String>,
     /// The resume's stream and where the read got to.
     epoch: String,
     after: u64,
@@ -263,6 +281,8 @@ pub struct PendingJoin {
 
 struct Member {
     name: String,
+    /// The verified user's id, stamped on its messages; `None` for a guest.
+    user_id: Option<Arc<str>>,
     handle: MemberHandle,
     /// Whether a `room_update` has told the room about this member yet. A
     /// `welcome` lists only announced members; the others arrive in the next
@@ -309,6 +329,7 @@ impl Actor for Room {
             metrics: args.metrics,
             stats: args.stats,
             members: HashMap::new(),
+            verified_names: HashMap::new(),
             presence: Presence::default(),
             idle_generation: 0,
         })
@@ -341,13 +362,13 @@ impl Actor for Room {
         match msg {
             RoomMsg::Join {
                 session,
-                name,
+                author,
                 member,
                 since,
                 reply,
             } => {
                 if state.load_stream().await {
-                    state.join(&myself, session, name, member, since, reply);
+                    state.join(&myself, session, author, member, since, reply);
                 }
             }
             RoomMsg::ResumeRead { join, read } => {
@@ -376,7 +397,13 @@ impl Actor for Room {
                     state.fail_waiting();
                 }
             }
-            RoomMsg::Rename { session, name } => state.rename(&myself, session, name),
+            RoomMsg::Rename {
+                session,
+                name,
+                reply,
+            } => {
+                let _ = reply.send(state.rename(&myself, session, name));
+            }
             RoomMsg::FlushPresence => {
                 state.presence.flush_scheduled = false;
                 state.flush_presence(&myself);
@@ -454,10 +481,10 @@ impl RoomState {
         &mut self,
         myself: &ActorRef<RoomMsg>,
         session: SessionId,
-        name: String,
+        author: Author,
         member: MemberHandle,
         since: Option<Since>,
-        reply: RpcReplyPort<()>,
+        reply: RpcReplyPort<String>,
     ) {
         let started = Instant::now();
         let Some(stream) = self.stream.as_mut() else {
@@ -484,15 +511,15 @@ impl RoomState {
                 if let Some(recovered) = recovered {
                     self.resumed(recovered, started);
                 }
-                self.admit(myself, session, name, member, recovered, history);
-                let _ = reply.send(());
+                let name = self.admit(myself, session, author, member, recovered, history);
+                let _ = reply.send(name);
             }
             // Older than memory reaches: read from storage while the room
             // goes on.
             (Err(upto), Some(since)) => {
                 let join = PendingJoin {
                     session,
-                    name,
+                    author,
                     member,
                     reply,
                     epoch: since.epoch,
@@ -564,7 +591,7 @@ impl RoomState {
         }
         let PendingJoin {
             session,
-            name,
+            author,
             member,
             reply,
             history,
@@ -576,8 +603,8 @@ impl RoomState {
             None => (false, stream.recent.welcome_history()),
         };
         self.resumed(recovered, started);
-        self.admit(myself, session, name, member, Some(recovered), history);
-        let _ = reply.send(());
+        let name = self.admit(myself, session, author, member, Some(recovered), history);
+        let _ = reply.send(name);
     }
 
     fn resumed(&self, recovered: bool, started: Instant) {
@@ -591,23 +618,31 @@ impl RoomState {
     }
 
     /// Queues the member's `welcome` (with `history`, a JSON array of chat
-    /// frames) and adds it to the room.
+    /// frames) and adds it to the room. Returns the name it joined under: a
+    /// guest asking for the name of a verified member gets its default
+    /// name instead, and an `invalid_name` error after the welcome saying so.
     fn admit(
         &mut self,
         myself: &ActorRef<RoomMsg>,
         session: SessionId,
-        name: String,
+        author: Author,
         member: MemberHandle,
         recovered: Option<bool>,
         history: Bytes,
-    ) {
+    ) -> String {
+        let Author { mut name, user_id } = author;
         let Some((epoch, last_id)) = self.stream.as_ref().map(|s| (s.epoch.clone(), s.last_id))
         else {
-            return;
+            return name;
         };
         if let Some(old) = self.members.remove(&session) {
             // A reconnecting session replaces its stale membership.
-            self.note_left(session, old.name, old.announced);
+            self.forget(session, old);
+        }
+        let taken = user_id.is_none() && self.verified_names.contains_key(&name);
+        if taken {
+            let asked = std::mem::replace(&mut name, default_name(session));
+            info!(room = %self.name, session, asked = %asked, given = %name, "guest asked for a verified member's name; given its default name");
         }
         let num_participants = self.members.len() + 1;
         let participants: Vec<String> = self
@@ -627,31 +662,70 @@ impl RoomState {
             epoch,
             last_id,
             recovered,
+            user_id: user_id.as_deref().map(str::to_owned),
             history: Vec::new(),
         };
         if member
             .offer_frame(welcome_frame(&welcome, history))
             .is_err()
         {
-            return; // already gone
+            return name; // already gone
         }
         self.metrics.outbound_queue_depth.fetch_add(1, Relaxed);
+        if taken {
+            let notice = ServerFrame::error(
+                ErrorCode::InvalidName,
+                format!(
+                    "That name belongs to a verified member of {}; you joined as {name}.",
+                    self.name
+                ),
+            );
+            if member.offer(&Bytes::from(notice.to_json())).is_ok() {
+                self.metrics.outbound_queue_depth.fetch_add(1, Relaxed);
+                self.metrics.error(ErrorCode::InvalidName);
+            }
+        }
+        if user_id.is_some() {
+            *self.verified_names.entry(name.clone()).or_default() += 1;
+        }
         self.members.insert(
             session,
             Member {
                 name: name.clone(),
+                user_id,
                 handle: member,
                 announced: false,
             },
         );
-        self.presence.joined.push((session, name));
+        self.presence.joined.push((session, name.clone()));
         self.schedule_presence(myself);
+        name
     }
 
     fn leave(&mut self, myself: &ActorRef<RoomMsg>, session: SessionId) {
         if let Some(m) = self.members.remove(&session) {
-            self.note_left(session, m.name, m.announced);
+            self.forget(session, m);
             self.members_left(myself);
+        }
+    }
+
+    /// A member removed from `members`: its verified name is free again,
+    /// and the room hears it left. Returns its handle, to kick it or drop it
+    /// (which ends the connection's mailbox).
+    fn forget(&mut self, session: SessionId, member: Member) -> MemberHandle {
+        if member.user_id.is_some() {
+            self.release_verified_name(&member.name);
+        }
+        self.note_left(session, member.name, member.announced);
+        member.handle
+    }
+
+    fn release_verified_name(&mut self, name: &str) {
+        if let Some(n) = self.verified_names.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                self.verified_names.remove(name);
+            }
         }
     }
 
@@ -672,10 +746,23 @@ impl RoomState {
         }
     }
 
-    fn rename(&mut self, myself: &ActorRef<RoomMsg>, session: SessionId, name: String) {
+    /// Renames a guest (a verified member's name comes from its token: the
+    /// connection refuses its `set_name` before it gets here).
+    fn rename(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        session: SessionId,
+        name: String,
+    ) -> Result<(), String> {
         let Some(member) = self.members.get_mut(&session) else {
-            return;
+            return Ok(());
         };
+        if member.user_id.is_none() && self.verified_names.contains_key(&name) {
+            return Err(format!(
+                "{name} is the name of a verified member of {}; choose another.",
+                self.name
+            ));
+        }
         let from = std::mem::replace(&mut member.name, name.clone());
         if member.announced {
             self.presence.renamed.push(Rename { from, to: name });
@@ -688,14 +775,18 @@ impl RoomState {
             entry.1 = name;
         }
         self.schedule_presence(myself);
+        Ok(())
     }
 
     /// Accepts a chat for the next batch, stamping its author now: a rename
     /// after sending does not change who wrote it.
     fn chat(&mut self, chat: ChatIn) {
-        let author = match (self.members.get(&chat.session), &chat.departed_name) {
-            (Some(member), _) => member.name.clone(),
-            (None, Some(name)) => name.clone(),
+        let author = match (self.members.get(&chat.session), &chat.departed) {
+            (Some(member), _) => Author {
+                name: member.name.clone(),
+                user_id: member.user_id.clone(),
+            },
+            (None, Some(departed)) => departed.clone(),
             // Left (or was dropped) while the message was in flight.
             (None, None) => {
                 self.inbox.0.fetch_sub(1, Relaxed);
@@ -728,7 +819,8 @@ impl RoomState {
                 ServerFrame::Chat(ChatMessage {
                     id,
                     room: self.name.clone(),
-                    author: out.author,
+                    author: out.author.name,
+                    user_id: out.author.user_id.as_deref().map(str::to_owned),
                     text: out.chat.text,
                     client_id: out.chat.client_id,
                     sent_at: out.chat.sent_at,
@@ -855,9 +947,10 @@ impl RoomState {
                     room = %self.name, session = id, name = %member.name,
                     "slow consumer: outbound queue full, disconnecting with 1013"
                 );
-                member.handle.kick(Kick::SlowConsumer);
+                self.forget(id, member).kick(Kick::SlowConsumer);
+            } else {
+                self.forget(id, member);
             }
-            self.note_left(id, member.name, member.announced);
         }
         self.members_left(myself);
     }
@@ -926,8 +1019,7 @@ impl RoomState {
             return false;
         };
         info!(room = %self.name, session, name = %member.name, "closed by an administrator");
-        member.handle.kick(Kick::Admin);
-        self.note_left(session, member.name, member.announced);
+        self.forget(session, member).kick(Kick::Admin);
         self.members_left(myself);
         true
     }

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::auth::{Auth, AuthError};
 use crate::calc::{ResultStore, SchedulerArgs};
 use crate::config::{Config, ConfigError};
 use crate::history::StorageKind;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for their close frames.
     pub connections: TaskTracker,
+    /// Who may connect, and as whom (`--auth`).
+    pub auth: Auth,
     /// The observer's latest snapshot and history (`/observer`).
     pub(crate) observer: crate::observer::Hub,
 }
@@ -79,6 +82,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Storage(#[from] OpenError),
+    #[error("authentication: {0}")]
+    Auth(#[from] AuthError),
 }
 
 /// A server that is accepting connections.
@@ -95,6 +100,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         flag: "--allowed-origins",
         reason,
     })?;
+    let auth = Auth::new(&config.auth)?;
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|source| StartError::Bind {
@@ -168,6 +174,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         max_connections,
         shutdown: CancellationToken::new(),
         connections: TaskTracker::new(),
+        auth,
         observer: crate::observer::Hub::default(),
     });
     spawn_retention(streams, state.shutdown.clone());

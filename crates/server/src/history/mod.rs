@@ -361,6 +361,7 @@ mod tests {
             id: 7,
             room: "r".into(),
             author: "Ada".into(),
+            user_id: Some("u-ada".into()),
             text: "hi".into(),
             client_id: None,
             sent_at: None,

@@ -9,13 +9,19 @@
 //!
 //! The token is never logged (its `Debug` is redacted) and never travels in
 //! a URL. [`access`] is the one place the decision is made, from the
-//! request's headers and peer, so other credentials (an `admin` claim in a
-//! session token, issue 16) can be added here.
+//! request's headers and peer.
+//! - With `--auth optional|required`, a valid session token whose `admin`
+//!   claim is true is also an administrator's, from anywhere, beside (not
+//!   instead of) `--admin-token`.
 
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use axum::http::{HeaderMap, StatusCode, header};
+use std::borrow::Cow;
+
+use axum::http::{HeaderMap, StatusCode};
+
+use crate::auth::{Auth, AuthMode, bearer};
 
 /// The `--admin-token` secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -72,7 +78,7 @@ impl Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refused {
     pub status: StatusCode,
-    pub message: &'static str,
+    pub message: Cow<'static, str>,
 }
 
 /// Decides what a request to the observer may do.
@@ -80,29 +86,44 @@ pub(crate) fn access(
     headers: &HeaderMap,
     peer: SocketAddr,
     token: Option<&AdminToken>,
+    auth: &Auth,
 ) -> Result<Access, Refused> {
-    match token {
-        Some(token) => {
-            let offered = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            match offered {
-                Some(offered) if token.matches(offered.trim()) => Ok(Access::Admin),
-                Some(_) => Err(Refused {
+    let offered = bearer(headers);
+    if let Some(offered) = offered
+        && auth.mode() != AuthMode::Off
+        && !token.is_some_and(|t| t.matches(offered))
+    {
+        match auth.verify(offered) {
+            Ok(user) if user.admin => return Ok(Access::Admin),
+            // Not an administrator: what anyone else gets.
+            Ok(_) => {}
+            // Say why, unless it may have been a wrong admin token.
+            Err(e) if token.is_none() => {
+                return Err(Refused {
                     status: StatusCode::UNAUTHORIZED,
-                    message: "The admin token is wrong.",
-                }),
-                None => Err(Refused {
-                    status: StatusCode::UNAUTHORIZED,
-                    message: "The observer needs the server's admin token (--admin-token).",
-                }),
+                    message: e.to_string().into(),
+                });
             }
+            Err(_) => {}
         }
+    }
+    match token {
+        Some(token) => match offered {
+            Some(offered) if token.matches(offered) => Ok(Access::Admin),
+            Some(_) => Err(Refused {
+                status: StatusCode::UNAUTHORIZED,
+                message: "The admin token is wrong.".into(),
+            }),
+            None => Err(Refused {
+                status: StatusCode::UNAUTHORIZED,
+                message: "The observer needs the server's admin token (--admin-token).".into(),
+            }),
+        },
         None if peer.ip().to_canonical().is_loopback() => Ok(Access::ReadOnly),
         None => Err(Refused {
             status: StatusCode::FORBIDDEN,
-            message: "Without --admin-token the observer is served to loopback clients only.",
+            message: "Without --admin-token the observer is served to loopback clients only."
+                .into(),
         }),
     }
 }
@@ -115,7 +136,7 @@ pub(crate) fn may_see_page(peer: SocketAddr, token: Option<&AdminToken>) -> Resu
     }
     Err(Refused {
         status: StatusCode::FORBIDDEN,
-        message: "Without --admin-token the observer is served to loopback clients only.",
+        message: "Without --admin-token the observer is served to loopback clients only.".into(),
     })
 }
 
@@ -124,12 +145,15 @@ pub(crate) fn may_act(
     headers: &HeaderMap,
     peer: SocketAddr,
     token: Option<&AdminToken>,
+    auth: &Auth,
 ) -> Result<(), Refused> {
-    match access(headers, peer, token)? {
+    match access(headers, peer, token, auth)? {
         Access::Admin => Ok(()),
         Access::ReadOnly => Err(Refused {
             status: StatusCode::FORBIDDEN,
-            message: "The observer is read-only: start the server with --admin-token to enable actions.",
+            message:
+                "The observer is read-only: start the server with --admin-token to enable actions."
+                    .into(),
         }),
     }
 }
@@ -138,10 +162,14 @@ pub(crate) fn may_act(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, header};
 
     const LOOPBACK: &str = "127.0.0.1:5000";
     const REMOTE: &str = "192.0.2.7:5000";
+
+    fn off() -> Auth {
+        Auth::new(&crate::auth::AuthConfig::default()).unwrap()
+    }
 
     fn peer(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -159,15 +187,21 @@ mod tests {
     #[test]
     fn without_a_token_loopback_reads_and_nobody_acts() {
         let none = HeaderMap::new();
-        assert_eq!(access(&none, peer(LOOPBACK), None), Ok(Access::ReadOnly));
         assert_eq!(
-            access(&none, peer("[::ffff:127.0.0.1]:1"), None),
+            access(&none, peer(LOOPBACK), None, &off()),
             Ok(Access::ReadOnly)
         );
-        assert_eq!(access(&none, peer("[::1]:1"), None), Ok(Access::ReadOnly));
-        let remote = access(&none, peer(REMOTE), None).unwrap_err();
+        assert_eq!(
+            access(&none, peer("[::ffff:127.0.0.1]:1"), None, &off()),
+            Ok(Access::ReadOnly)
+        );
+        assert_eq!(
+            access(&none, peer("[::1]:1"), None, &off()),
+            Ok(Access::ReadOnly)
+        );
+        let remote = access(&none, peer(REMOTE), None, &off()).unwrap_err();
         assert_eq!(remote.status, StatusCode::FORBIDDEN);
-        let act = may_act(&bearer("anything-at-all"), peer(LOOPBACK), None).unwrap_err();
+        let act = may_act(&bearer("anything-at-all"), peer(LOOPBACK), None, &off()).unwrap_err();
         assert_eq!(act.status, StatusCode::FORBIDDEN);
         assert!(may_see_page(peer(LOOPBACK), None).is_ok());
         assert!(may_see_page(peer(REMOTE), None).is_err());
@@ -178,18 +212,21 @@ mod tests {
         let token: AdminToken = "s3cret-token".parse().unwrap();
         let t = Some(&token);
         assert_eq!(
-            access(&bearer("s3cret-token"), peer(REMOTE), t),
+            access(&bearer("s3cret-token"), peer(REMOTE), t, &off()),
             Ok(Access::Admin)
         );
-        assert_eq!(may_act(&bearer("s3cret-token"), peer(REMOTE), t), Ok(()));
+        assert_eq!(
+            may_act(&bearer("s3cret-token"), peer(REMOTE), t, &off()),
+            Ok(())
+        );
         assert!(
             may_see_page(peer(REMOTE), t).is_ok(),
             "the page asks for the token"
         );
         for refused in [
-            access(&bearer("s3cret-tokem"), peer(LOOPBACK), t),
-            access(&bearer("s3cret"), peer(LOOPBACK), t),
-            access(&HeaderMap::new(), peer(LOOPBACK), t),
+            access(&bearer("s3cret-tokem"), peer(LOOPBACK), t, &off()),
+            access(&bearer("s3cret"), peer(LOOPBACK), t, &off()),
+            access(&HeaderMap::new(), peer(LOOPBACK), t, &off()),
         ] {
             assert_eq!(refused.unwrap_err().status, StatusCode::UNAUTHORIZED);
         }

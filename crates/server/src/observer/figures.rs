@@ -56,10 +56,12 @@ pub(crate) enum CloseReason {
     Admin,
     /// Closed with 1001 because the server shuts down.
     Shutdown,
+    /// Closed with 4001: the session's token expired without a refresh.
+    TokenExpired,
 }
 
 impl CloseReason {
-    pub(crate) const ALL: [CloseReason; 9] = [
+    pub(crate) const ALL: [CloseReason; 10] = [
         CloseReason::ClientClose,
         CloseReason::PeerGone,
         CloseReason::SlowConsumer,
@@ -69,6 +71,7 @@ impl CloseReason {
         CloseReason::JoinFailed,
         CloseReason::Admin,
         CloseReason::Shutdown,
+        CloseReason::TokenExpired,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -82,6 +85,7 @@ impl CloseReason {
             CloseReason::JoinFailed => "join_failed",
             CloseReason::Admin => "admin",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::TokenExpired => "token_expired",
         }
     }
 }

@@ -92,7 +92,12 @@ async fn stream_snapshots(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    let access = match access(&headers, peer, state.config.admin_token.as_ref()) {
+    let access = match access(
+        &headers,
+        peer,
+        state.config.admin_token.as_ref(),
+        &state.auth,
+    ) {
         Ok(a) => a,
         Err(r) => {
             warn!(%peer, status = r.status.as_u16(), "observer stream refused");
@@ -142,7 +147,12 @@ async fn members(
     headers: HeaderMap,
     Path(room): Path<String>,
 ) -> Response {
-    if let Err(r) = access(&headers, peer, state.config.admin_token.as_ref()) {
+    if let Err(r) = access(
+        &headers,
+        peer,
+        state.config.admin_token.as_ref(),
+        &state.auth,
+    ) {
         return refused(r);
     }
     let Some(found) = state.metrics.observed.rooms.find(&room) else {
@@ -167,7 +177,12 @@ async fn kill_room(
     headers: HeaderMap,
     Path(room): Path<String>,
 ) -> Response {
-    if let Err(r) = may_act(&headers, peer, state.config.admin_token.as_ref()) {
+    if let Err(r) = may_act(
+        &headers,
+        peer,
+        state.config.admin_token.as_ref(),
+        &state.auth,
+    ) {
         return refused(r);
     }
     let Some(found) = state.metrics.observed.rooms.find(&room) else {
@@ -192,7 +207,12 @@ async fn close_connection(
     headers: HeaderMap,
     Path((room, session)): Path<(String, u64)>,
 ) -> Response {
-    if let Err(r) = may_act(&headers, peer, state.config.admin_token.as_ref()) {
+    if let Err(r) = may_act(
+        &headers,
+        peer,
+        state.config.admin_token.as_ref(),
+        &state.auth,
+    ) {
         return refused(r);
     }
     let Some(found) = state.metrics.observed.rooms.find(&room) else {
@@ -227,7 +247,12 @@ async fn cancel_calc(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = may_act(&headers, peer, state.config.admin_token.as_ref()) {
+    if let Err(r) = may_act(
+        &headers,
+        peer,
+        state.config.admin_token.as_ref(),
+        &state.auth,
+    ) {
         return refused(r);
     }
     let Some(job) = id.strip_prefix('c').and_then(|n| n.parse::<u64>().ok()) else {

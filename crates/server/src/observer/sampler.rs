@@ -89,7 +89,7 @@ pub(crate) async fn run(state: Arc<AppState>) {
             _ = tick.tick() => {}
         }
         let started = Instant::now();
-        if sampler.ticks % FDS_EVERY == 0 {
+        if sampler.ticks.is_multiple_of(FDS_EVERY) {
             sampler.open_fds = tokio::task::spawn_blocking(process::open_fds)
                 .await
                 .unwrap_or(0);

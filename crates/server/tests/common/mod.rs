@@ -207,6 +207,7 @@ fn dummy_welcome() -> Welcome {
         epoch: String::new(),
         last_id: 0,
         recovered: None,
+        user_id: None,
         history: vec![],
     }
 }

@@ -9,7 +9,13 @@ id: number, room: string,
 /**
  * The sender's session name, stamped by the server.
  */
-author: string, text: string, 
+author: string, 
+/**
+ * The sender's verified user id (its token's `sub`), stamped by the
+ * server; `null` for a guest. Absent in messages stored before
+ * identities existed, which a client treats as `null`.
+ */
+user_id?: string | null, text: string, 
 /**
  * Echoed exactly from the sender's `chat` frame.
  */

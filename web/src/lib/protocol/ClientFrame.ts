@@ -6,4 +6,4 @@ import type { Since } from "./Since";
  * [`crate::decode_client_frame`], which validates every field; the derives
  * here are for clients (the load generator, tests) that build frames.
  */
-export type ClientFrame = { "type": "chat", text: string, client_id?: string, sent_at?: number, } | { "type": "ping", nonce: number, } | { "type": "set_name", name: string, } | { "type": "join", room: string, since?: Since, } | { "type": "history", before: number, limit: number, };
+export type ClientFrame = { "type": "chat", text: string, client_id?: string, sent_at?: number, } | { "type": "ping", nonce: number, } | { "type": "set_name", name: string, } | { "type": "join", room: string, since?: Since, } | { "type": "history", before: number, limit: number, } | { "type": "refresh", token: string, };

@@ -3,4 +3,4 @@
 /**
  * Why a frame was refused.
  */
-export type ErrorCode = "invalid_json" | "unknown_type" | "invalid_field" | "text_too_long" | "rate_limited" | "invalid_name" | "invalid_room" | "calc_busy" | "room_limit" | "room_busy" | "unavailable";
+export type ErrorCode = "invalid_json" | "unknown_type" | "invalid_field" | "text_too_long" | "rate_limited" | "invalid_name" | "invalid_room" | "calc_busy" | "room_limit" | "room_busy" | "unavailable" | "forbidden" | "invalid_token";

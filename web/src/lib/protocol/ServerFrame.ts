@@ -3,10 +3,11 @@ import type { ChatMessage } from "./ChatMessage";
 import type { ErrorFrame } from "./ErrorFrame";
 import type { HistoryPage } from "./HistoryPage";
 import type { Pong } from "./Pong";
+import type { Refreshed } from "./Refreshed";
 import type { RoomUpdate } from "./RoomUpdate";
 import type { Welcome } from "./Welcome";
 
 /**
  * A frame from server to client.
  */
-export type ServerFrame = { "type": "welcome" } & Welcome | { "type": "chat" } & ChatMessage | { "type": "room_update" } & RoomUpdate | { "type": "pong" } & Pong | { "type": "error" } & ErrorFrame | { "type": "history" } & HistoryPage;
+export type ServerFrame = { "type": "welcome" } & Welcome | { "type": "chat" } & ChatMessage | { "type": "room_update" } & RoomUpdate | { "type": "pong" } & Pong | { "type": "error" } & ErrorFrame | { "type": "history" } & HistoryPage | { "type": "refreshed" } & Refreshed;

@@ -32,6 +32,12 @@ last_id: number,
  */
 recovered: boolean | null, 
 /**
+ * The verified user this session speaks for (the token's `sub`), or
+ * `null` for a guest (or any session when the server runs without
+ * authentication).
+ */
+user_id: string | null, 
+/**
  * Earlier messages, oldest first: the latest few on a plain join, the
  * missed ones on a recovered resume. Always the last field: the server
  * splices a room's shared, pre-encoded history in here.

@@ -399,6 +399,7 @@ mod tests {
             id,
             room: "r".into(),
             author: "a".into(),
+            user_id: None,
             text: "t".into(),
             client_id: Some(format!("r0.{id}")),
             sent_at: Some(1),
@@ -422,6 +423,7 @@ mod tests {
             epoch: epoch.into(),
             last_id,
             recovered,
+            user_id: None,
             history: ids.iter().map(|&id| ChatFrame::Chat(chat(id))).collect(),
         }
     }

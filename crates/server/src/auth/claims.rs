@@ -18,13 +18,16 @@ pub const MAX_SUB_CHARS: usize = 64;
 /// Most entries in a `rooms` claim.
 pub const MAX_ROOM_PATTERNS: usize = 100;
 
-/// The claims this server reads. `exp` and `sub` are required (also by the
-/// validation, so a missing one has its own sentence); `aud`, `iss` and
-/// `nbf` are checked by the validation and not kept.
+/// The claims this server reads. `exp` and `sub` are required; they are
+/// loosely typed here so that a missing or wrongly typed one is refused
+/// with a sentence naming it rather than a decoding error. `aud`, `iss` and `nbf` are checked by the
+/// validation and not kept.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Claims {
-    pub sub: String,
-    pub exp: u64,
+    #[serde(default)]
+    pub sub: Option<serde_json::Value>,
+    #[serde(default)]
+    pub exp: Option<serde_json::Value>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
@@ -113,7 +116,20 @@ impl TryFrom<Claims> for User {
 
     fn try_from(claims: Claims) -> Result<User, TokenError> {
         let bad = |claim: &'static str, reason: String| TokenError::BadClaim { claim, reason };
-        let sub = claims.sub;
+        let sub = match claims.sub {
+            None => return Err(TokenError::MissingClaim("sub".into())),
+            Some(serde_json::Value::String(sub)) => sub,
+            Some(_) => return Err(bad("sub", "must be a string".into())),
+        };
+        let expires_at = match claims.exp {
+            None => return Err(TokenError::MissingClaim("exp".into())),
+            Some(exp) => exp.as_u64().ok_or_else(|| {
+                bad(
+                    "exp",
+                    "must be a whole number of seconds since the Unix epoch".into(),
+                )
+            })?,
+        };
         let chars = sub.chars().count();
         if chars == 0 || chars > MAX_SUB_CHARS {
             return Err(bad(
@@ -160,7 +176,7 @@ impl TryFrom<Claims> for User {
             name,
             rooms,
             admin: claims.admin,
-            expires_at: claims.exp,
+            expires_at,
         })
     }
 }
@@ -173,8 +189,8 @@ mod tests {
 
     fn claims(sub: &str, name: Option<&str>, rooms: Option<&[&str]>) -> Claims {
         Claims {
-            sub: sub.into(),
-            exp: 10,
+            sub: Some(sub.into()),
+            exp: Some(10.into()),
             name: name.map(Into::into),
             rooms: rooms.map(|r| r.iter().map(|s| (*s).to_owned()).collect()),
             admin: false,
@@ -246,7 +262,7 @@ mod tests {
             name in proptest::option::of("\\PC{0,40}"),
             rooms in proptest::option::of(proptest::collection::vec("[a-z*_ -]{0,8}", 0..5)),
         ) {
-            let c = Claims { sub: sub.clone(), exp: 1, name: name.clone(), rooms: rooms.clone(), admin: false };
+            let c = Claims { sub: Some(sub.clone().into()), exp: Some(1.into()), name: name.clone(), rooms: rooms.clone(), admin: false };
             if let Ok(user) = User::try_from(c) {
                 let n = user.id.chars().count();
                 prop_assert!((1..=MAX_SUB_CHARS).contains(&n));
@@ -265,7 +281,7 @@ mod tests {
             room in "[a-c-]{1,6}",
             entries in proptest::collection::vec("[a-c-]{1,4}\\*?", 0..4),
         ) {
-            let c = Claims { sub: "u".into(), exp: 1, name: None, rooms: Some(entries.clone()), admin: false };
+            let c = Claims { sub: Some("u".into()), exp: Some(1.into()), name: None, rooms: Some(entries.clone()), admin: false };
             let user = User::try_from(c).unwrap();
             let expected = entries.iter().any(|e| match e.strip_suffix('*') {
                 Some(prefix) => room.starts_with(prefix),

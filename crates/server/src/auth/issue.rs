@@ -80,8 +80,8 @@ pub fn issue(args: &TokenArgs) -> Result<String, AuthError> {
     };
     // The server's own rules for sub and name (rooms were checked above).
     let checked = super::claims::Claims {
-        sub: args.sub.clone(),
-        exp: claims.exp,
+        sub: Some(args.sub.clone().into()),
+        exp: Some(claims.exp.into()),
         name: args.name.clone(),
         rooms: None,
         admin: args.admin,

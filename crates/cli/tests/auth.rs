@@ -47,7 +47,7 @@ fn mint(secret: &Path, extra: &[&str]) -> String {
 /// Starts the server with every log line (trace level, the most there is)
 /// going to `log`.
 fn spawn_logged(log: &Path, args: &str) -> (std::process::Child, SocketAddr) {
-    let child = Command::new("bash")
+    let mut child = Command::new("bash")
         .arg("-c")
         .arg(format!(
             "exec '{BIN}' --bind 127.0.0.1:0 --storage memory {args} > '{}' 2>&1",
@@ -67,10 +67,10 @@ fn spawn_logged(log: &Path, args: &str) -> (std::process::Child, SocketAddr) {
         {
             return (child, addr);
         }
-        assert!(
-            Instant::now() < deadline,
-            "the server did not start: {text}"
-        );
+        if Instant::now() > deadline {
+            process::kill_hard(&mut child);
+            panic!("the server did not start: {text}");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }

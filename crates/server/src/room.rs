@@ -1031,6 +1031,7 @@ impl RoomState {
             .map(|(session, m)| MemberRow {
                 session: *session,
                 name: m.name.clone(),
+                user_id: m.user_id.as_deref().map(str::to_owned),
                 queued: m.handle.queued(),
             })
             .collect();

@@ -450,8 +450,9 @@ async fn an_admin_token_acts_in_the_observer() {
     let dir = TempDir::new("auth-observer");
     let running = server(auth_config(&dir, AuthMode::Optional)).await;
     let addr = running.local_addr();
-    let _member = Client::connect(addr, "m", "watched").await;
+    let _guest = Client::connect(addr, "m", "watched").await;
     let admin = hs256(&claims("u-root", json!({ "admin": true })));
+    let _root = Client::connect_url(&url(addr, "watched", &admin)).await;
     let user = hs256(&claims("u-plain", json!({})));
     let path = "/api/observer/rooms/watched/members";
     let (status, body) = http_request(
@@ -462,6 +463,14 @@ async fn an_admin_token_acts_in_the_observer() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    let members: Value = serde_json::from_str(&body).unwrap();
+    let ids: Vec<&Value> = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| &m["user_id"])
+        .collect();
+    assert_eq!(ids, [&Value::Null, &json!("u-root")], "{body}");
     let (status, _) = http_request(
         addr,
         "POST",

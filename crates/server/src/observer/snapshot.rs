@@ -170,6 +170,8 @@ pub(crate) struct Point {
 pub(crate) struct MemberRow {
     pub session: u64,
     pub name: String,
+    /// The verified user id (`--auth`), `null` for a guest.
+    pub user_id: Option<String>,
     /// Frames waiting in its outbound queue.
     pub queued: usize,
 }

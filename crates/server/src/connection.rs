@@ -416,7 +416,7 @@ impl Session {
         if let Some(user) = self
             .user
             .as_ref()
-            .filter(|u| unix_millis() >= u.expires_at * 1000)
+            .filter(|u| unix_millis() >= u.expires_at_ms())
         {
             state.metrics.auth.expired.fetch_add(1, Relaxed);
             info!(session = self.id, user = %user.id, "token expired without a refresh; closing with 4001");
@@ -618,18 +618,20 @@ impl Session {
     /// its `exp`, with its `rooms` and `admin`. The display name stays (a
     /// new name takes effect on the next connection).
     async fn refresh(&mut self, state: &AppState, tx: &mut Writer, token: &str) -> Option<Exit> {
-        let refused = |code: ErrorCode, message: String| (code, message);
         let outcome = match (&self.user, state.auth.verify(token)) {
-            (_, Err(e)) => Err(refused(ErrorCode::InvalidToken, e.to_string())),
-            (None, Ok(_)) => Err(refused(
+            (_, Err(e)) => {
+                state.metrics.auth.refused(e.reason());
+                Err((ErrorCode::InvalidToken, e.to_string()))
+            }
+            (None, Ok(_)) => Err((
                 ErrorCode::InvalidToken,
                 "A guest session cannot take a token; reconnect with it.".into(),
             )),
-            (Some(user), Ok(new)) if new.id != user.id => Err(refused(
+            (Some(user), Ok(new)) if new.id != user.id => Err((
                 ErrorCode::InvalidToken,
                 "The new token is for another user; a session keeps its user.".into(),
             )),
-            (Some(_), Ok(new)) if !new.rooms.allows(&self.room_name) => Err(refused(
+            (Some(_), Ok(new)) if !new.rooms.allows(&self.room_name) => Err((
                 ErrorCode::Forbidden,
                 crate::auth::forbidden_room(&self.room_name),
             )),
@@ -662,8 +664,11 @@ impl Session {
         let Some(user) = &self.user else {
             return deadline;
         };
-        let left = Duration::from_millis((user.expires_at * 1000).saturating_sub(unix_millis()));
-        deadline.min(tokio::time::Instant::now() + left)
+        let left = Duration::from_millis(user.expires_at_ms().saturating_sub(unix_millis()));
+        // An `exp` centuries away cannot be an `Instant`: the deadline wins.
+        tokio::time::Instant::now()
+            .checked_add(left)
+            .map_or(deadline, |expiry| deadline.min(expiry))
     }
 
     /// Moves to another room: joins it first (so a refusal leaves the

@@ -326,6 +326,14 @@ async fn refresh_extends_the_session_and_expiry_closes_it_with_4001() {
         kept.send(&ClientFrame::Refresh { token }).await;
         assert_eq!(next_error(&mut kept).await.0, ErrorCode::InvalidToken);
     }
+    // An `exp` as far away as a JSON number goes is a long session, not
+    // an overflow.
+    let mut forever = Client::connect_url(&url(
+        addr,
+        "lobby",
+        &hs256(&claims("u-forever", json!({ "exp": u64::MAX }))),
+    ))
+    .await;
     let started = std::time::Instant::now();
     let code = lapsed.close_code().await;
     assert_eq!(code, Some(close_code::TOKEN_EXPIRED));
@@ -336,6 +344,7 @@ async fn refresh_extends_the_session_and_expiry_closes_it_with_4001() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     kept.ping(7).await;
+    forever.ping(8).await;
     assert_eq!(
         common::metric(addr, "actorchat_auth_expired_total").await,
         1.0

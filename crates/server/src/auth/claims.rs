@@ -66,6 +66,14 @@ pub enum RoomPattern {
     Prefix(String),
 }
 
+impl User {
+    /// `expires_at` in milliseconds (saturating: `exp` is whatever the
+    /// token's issuer wrote, up to `u64::MAX`).
+    pub fn expires_at_ms(&self) -> u64 {
+        self.expires_at.saturating_mul(1000)
+    }
+}
+
 impl RoomGrant {
     pub fn allows(&self, room: &str) -> bool {
         match self {

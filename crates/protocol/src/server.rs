@@ -92,9 +92,9 @@ pub struct ChatMessage {
     /// The sender's session name, stamped by the server.
     pub author: String,
     /// The sender's verified user id (its token's `sub`), stamped by the
-    /// server; `null` for a guest. Absent in messages stored before
-    /// identities existed, which a client treats as `null`.
-    #[serde(default)]
+    /// server. Absent for a guest (and so in every message of a server
+    /// without `--auth`, byte for byte as before identities existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional = nullable)]
     pub user_id: Option<String>,
     pub text: String,

@@ -12,8 +12,8 @@ id: number, room: string,
 author: string, 
 /**
  * The sender's verified user id (its token's `sub`), stamped by the
- * server; `null` for a guest. Absent in messages stored before
- * identities existed, which a client treats as `null`.
+ * server. Absent for a guest (and so in every message of a server
+ * without `--auth`, byte for byte as before identities existed).
  */
 user_id?: string | null, text: string, 
 /**

@@ -20,6 +20,8 @@ export type StreamState = 'connecting' | 'open' | 'need_token' | 'refused' | 're
 export interface MemberRow {
   session: number;
   name: string;
+  /** The verified user id (`--auth`), null for a guest. */
+  user_id: string | null;
   queued: number;
 }
 

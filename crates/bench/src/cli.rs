@@ -86,6 +86,10 @@ pub struct CommonArgs {
     /// Give up on a connection attempt after this long.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
+    /// A connect token every client presents (`?token=`), for a server with
+    /// `--auth optional|required` (`actorchat token` makes one).
+    #[arg(long, env = "ACTORCHAT_BENCH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

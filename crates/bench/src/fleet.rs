@@ -48,6 +48,9 @@ pub struct FleetPlan {
     /// Handshakes in flight at once, per process.
     pub max_pending: usize,
     pub connect_timeout_ms: u64,
+    /// `--token`: every client connects as this verified user.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 impl FleetPlan {
@@ -410,6 +413,7 @@ mod tests {
             read_buffer: 4096,
             max_pending: 1,
             connect_timeout_ms: 1,
+            token: None,
         };
         assert_eq!(plan.member_room(0), "bench-1-0");
         assert_eq!(plan.member_room(5), "bench-1-1");

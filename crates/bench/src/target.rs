@@ -19,11 +19,14 @@ pub struct Target {
     pub prefix: String,
     /// The resolved address every client connects to.
     pub addr: SocketAddr,
+    /// A connect token every client presents (`--token`), for servers with
+    /// `--auth`.
+    pub token: Option<String>,
 }
 
 impl Target {
     /// Parses `--url` and resolves its host once.
-    pub async fn resolve(url: &str) -> Result<Target, BenchError> {
+    pub async fn resolve(url: &str, token: Option<String>) -> Result<Target, BenchError> {
         let (authority, prefix) = split_url(url)?;
         let with_port = if has_port(&authority) {
             authority.clone()
@@ -46,12 +49,17 @@ impl Target {
             authority,
             prefix,
             addr,
+            token,
         })
     }
 
     /// The WebSocket URL for one client.
     pub fn ws_path(&self, name: &str, room: &str) -> String {
-        format!("{}/ws?name={name}&room={room}", self.prefix)
+        let mut path = format!("{}/ws?name={name}&room={room}", self.prefix);
+        if let Some(token) = &self.token {
+            path.push_str(&format!("&token={}", percent_encode(token)));
+        }
+        path
     }
 
     /// The WebSocket URL for a client that resumes after `since.0` in the
@@ -133,11 +141,20 @@ mod tests {
             authority: "h:1".into(),
             prefix: String::new(),
             addr: "127.0.0.1:1".parse().unwrap(),
+            token: None,
         };
         assert_eq!(t.resume_path("n", "r", None), "/ws?name=n&room=r");
         assert_eq!(
             t.resume_path("n", "r", Some((42, "e+1"))),
             "/ws?name=n&room=r&since=42&epoch=e%2B1"
+        );
+        let with_token = Target {
+            token: Some("a.b_c-d".into()),
+            ..t
+        };
+        assert_eq!(
+            with_token.ws_path("n", "r"),
+            "/ws?name=n&room=r&token=a.b_c-d"
         );
     }
 

@@ -62,7 +62,7 @@ pub async fn worker_main() -> Result<(), BenchError> {
         return Ok(());
     };
     let init: WorkerInit = serde_json::from_str(&first)?;
-    let target = match Target::resolve(&init.plan.url).await {
+    let target = match Target::resolve(&init.plan.url, init.plan.token.clone()).await {
         Ok(t) => Arc::new(t),
         Err(e) => {
             emit(&WorkerMsg::Failed {

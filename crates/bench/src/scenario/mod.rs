@@ -46,7 +46,7 @@ impl Context {
         if let Some(room) = &common.room {
             actorchat_protocol::validate_room(room).map_err(BenchError::InvalidOption)?;
         }
-        let target = Arc::new(Target::resolve(&common.url).await?);
+        let target = Arc::new(Target::resolve(&common.url, common.token.clone()).await?);
         let seed = clock::now_us() ^ (u64::from(std::process::id()) << 20);
         Ok(Context {
             common: common.clone(),
@@ -81,6 +81,7 @@ impl Context {
             max_pending: self.common.max_pending,
             connect_timeout_ms: u64::try_from(self.common.connect_timeout.as_millis())
                 .unwrap_or(u64::MAX),
+            token: self.common.token.clone(),
         }
     }
 

@@ -150,7 +150,9 @@ pub(crate) struct Admitted {
     pub id: SessionId,
     pub peer: SocketAddr,
     pub name: String,
-    pub user: Option<User>,
+    /// Boxed: every connection's task keeps this field's space for its
+    /// whole life, so a guest's costs 8 bytes, not a whole `User`.
+    pub user: Option<Box<User>>,
     pub room: String,
     /// Resume from here (`/ws?since=&epoch=`).
     pub since: Option<Since>,
@@ -175,11 +177,14 @@ pub(crate) async fn run(
     } = admitted;
     state.metrics.connections.fetch_add(1, Relaxed);
     state.metrics.connections_accepted.fetch_add(1, Relaxed);
-    let author = Author {
-        name,
-        user_id: user.as_ref().map(|u| u.id.clone()),
+    // Scoped to the join, so that the session's future does not keep it.
+    let joined = {
+        let author = Author {
+            name,
+            user_id: user.as_ref().map(|u| u.id.clone()),
+        };
+        Box::pin(join_room(&state, id, &author, &room, since, Some(found))).await
     };
-    let joined = Box::pin(join_room(&state, id, &author, &room, since, Some(found))).await;
     let exit = match joined.map_err(|e| join_failed(id, &room, e)) {
         Ok((room_ref, mailbox, name)) => {
             debug!(session = id, %peer, name = %name, room = %room, "session started");
@@ -188,7 +193,7 @@ pub(crate) async fn run(
                 id,
                 peer,
                 name,
-                user: user.map(Box::new),
+                user,
                 room_name: room,
                 room: room_ref,
                 mailbox,

@@ -103,7 +103,7 @@ async fn websocket(
     }
     let token = bearer(&headers).or(query.token.as_ref().map(|t| t.0.as_str()));
     let user = match state.auth.admit(token) {
-        Ok(user) => user,
+        Ok(user) => user.map(Box::new),
         Err(refusal) => return refuse(&state, peer, "websocket", refusal),
     };
     let name = match (&user, query.name.as_deref().map(validate_name)) {

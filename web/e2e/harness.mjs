@@ -200,6 +200,9 @@ const TYPES = /** @type {Record<string, string>} */ ({
   '.png': 'image/png',
 });
 
+/** Headers of one answer, not of the server's pages in general. */
+const PER_RESPONSE = ['content-type', 'cache-control', 'date', 'connection', 'keep-alive', 'transfer-encoding'];
+
 /**
  * Serves this checkout's web/dist in front of a server that embeds another
  * build: `/assets/*` from disk; the server's own page (its embedded
@@ -285,9 +288,12 @@ class DistProxy {
           if (body.toString('utf8') === this.embedded) {
             const local = readFileSync(join(DIST, 'index.html'));
             const { 'content-length': _l, etag: _e, 'last-modified': _m, ...rest } = headers;
-            this.pageHeaders = Object.fromEntries(
-              Object.entries(rest).filter(([k, v]) => v !== undefined && !['content-type', 'cache-control', 'date', 'connection', 'keep-alive', 'transfer-encoding'].includes(k)),
-            );
+            /** @type {Record<string, string | string[]>} */
+            const page = {};
+            for (const [k, v] of Object.entries(rest)) {
+              if (v !== undefined && !PER_RESPONSE.includes(k)) page[k] = v;
+            }
+            this.pageHeaders = page;
             res.writeHead(answer.statusCode ?? 200, { ...rest, 'content-length': String(local.length) });
             res.end(local);
             return;

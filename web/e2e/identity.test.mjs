@@ -167,10 +167,12 @@ describe('sign-in', { timeout: 180_000 }, () => {
     const wait = (expOf(expiring) + 1) * 1000 - Date.now();
     if (wait > 0) await sleep(wait);
     const tampered = `${mint('ada', 'Ada', '10m').slice(0, -4)}AAAA`;
-    for (const [token, sentence] of [
+    /** @type {[string, string][]} */
+    const cases = [
       [expiring, 'The token has expired.'],
       [tampered, 'signature is not valid'],
-    ]) {
+    ];
+    for (const [token, sentence] of cases) {
       const p = await open(`/#${uniqueRoom('refused')}&token=${token}`, { connect: false });
       try {
         const halt = p.page.getByTestId('halt');

@@ -210,7 +210,8 @@ describe('sign-in', { timeout: 180_000 }, () => {
 
   it('a new token in the fragment extends the session in-band: refresh, a later expiry shown, no close at the old one', { timeout: 60_000 }, async () => {
     const room = uniqueRoom('refresh');
-    const first = mint('ada', 'Ada', '5s');
+    // Long enough to load the page on a busy machine before the refresh is sent.
+    const first = mint('ada', 'Ada', '8s');
     const p = await open(`/#${room}&token=${first}`);
     try {
       assert.equal(await expiresAt(p.page), expOf(first));

@@ -47,6 +47,20 @@
  * for older pages until the server says there are none. Statistics (sent,
  * received, RTT) count only live frames: a replayed echo of an own message
  * confirms it but measures nothing.
+ *
+ * Sign-in (issue 16, see `identity.ts` and docs/auth.md): with an identity
+ * environment, `start` first asks `/api/identity` with the tab's token and
+ * connects only if that can work: a refused token, or no token where the
+ * server requires one, is said plainly (`halt`) instead of redialling into
+ * a 401 the browser cannot read. Every connection presents the newest token.
+ * A dial that fails before its welcome asks again, so a token that expired
+ * while the connection was down stops the redialling too. A close 4001 (the
+ * token expired) stops the connection for good: the same token would be
+ * refused. A new token while connected as the same user is taken in-band
+ * (`refresh`); for a guest or another user the connection starts again with
+ * it. `forbidden` answers a join or a refresh, whichever was sent first of
+ * those still unanswered (`answers`): the server answers each session's
+ * frames in order.
  */
 import { Announcer } from './announce';
 import { encode } from './codec';
@@ -66,6 +80,20 @@ import type { ServerFrame } from './protocol/ServerFrame';
 import type { Since } from './protocol/Since';
 import type { Welcome } from './protocol/Welcome';
 import { RttWindow } from './rtt';
+import {
+  clockTime,
+  expiredLine,
+  grantedRoom,
+  HOW_TO_SIGN_IN,
+  roomGranted,
+  TOKEN_REQUIRED,
+  usableToken,
+  type AuthMode,
+  type IdentityAnswer,
+  type TokenStore,
+  type User,
+} from './identity';
+import type { Refreshed } from './protocol/Refreshed';
 import { describeError, disconnectedLine, notRecoveredLine } from './status';
 import { checkName, DEFAULT_ROOM, isValidRoom, ROOM_RULE } from './validate';
 
@@ -81,6 +109,24 @@ export const MAX_QUEUED = 50;
 /** Presence lines are written at most once per this interval: a storm of updates becomes one line. */
 export const PRESENCE_FLUSH_MS = 1000;
 const NAME_KEY = 'actorchat.name';
+/** The server closes a session whose token expired with this code (docs/protocol.md). */
+export const TOKEN_EXPIRED = 4001;
+
+/** Why the app does not connect, shown until a new token arrives. */
+export interface Halt {
+  /** `refused`: the token (or its absence) was refused; `expired`: close 4001; `no_room`: the token grants no room by name. */
+  kind: 'refused' | 'expired' | 'no_room';
+  message: string;
+}
+
+/** Sign-in: the tab's token and the server's `/api/identity` (see `identity.ts`). */
+export interface IdentityEnv {
+  tokens: TokenStore;
+  ask: (token: string | null) => Promise<IdentityAnswer>;
+}
+
+/** A request the server may answer with `forbidden`, in the order sent (see the module doc). */
+type Forbiddable = { kind: 'join'; room: string } | { kind: 'refresh' };
 
 /**
  * The top of the list: older messages can be loaded (`more`), are being
@@ -99,6 +145,8 @@ export interface ChatEnv {
   createSocket?: (url: string) => SocketLike;
   /** Called when the room changes, to mirror it in the URL hash. */
   onRoom?: (room: string) => void;
+  /** Sign-in; absent, the app connects at once without a token (as before identities). */
+  identity?: IdentityEnv;
 }
 
 export class ChatApp {
@@ -130,6 +178,14 @@ export class ChatApp {
   unread = $state(0);
   /** What the top of the message list offers (scroll-back). */
   older = $state<OlderState>('more');
+  /** The server's sign-in mode from `/api/identity`; null until known (or a server that does not say). */
+  auth = $state<AuthMode | null>(null);
+  /** Who the token makes this tab (`/api/identity`, then each refresh); null for a guest. */
+  user = $state<User | null>(null);
+  /** The connected session's verified user id (its welcome's); null for a guest. */
+  userId = $state<string | null>(null);
+  /** Why the app stopped connecting, or null. */
+  halt = $state<Halt | null>(null);
 
   readonly clientPrefix: string;
   private readonly store = new MessageStore();
@@ -167,6 +223,14 @@ export class ChatApp {
   /** Sends the next queued message when it fires (see the module doc). */
   private drainTimer: ReturnType<typeof setTimeout> | null = null;
   private clockTimer: ReturnType<typeof setInterval> | null = null;
+  /** Between `start` and `stop`: an identity answer arriving after `stop` starts nothing. */
+  private running = false;
+  /** A `/api/identity` request after a failed dial is in flight. */
+  private rechecking = false;
+  /** Joins and refreshes sent on this connection that `forbidden` may answer, oldest first. */
+  private answers: Forbiddable[] = [];
+  /** The token of the refresh in flight, and who `/api/identity` said it makes us (null: not asked). */
+  private refreshing: { token: string; user: User | null } | null = null;
 
   constructor(
     private readonly env: ChatEnv,
@@ -182,6 +246,7 @@ export class ChatApp {
       onFrame: (f) => this.onFrame(f),
       onDecodeError: (e) => this.notice('decode', `Could not read a frame from the server: ${e}`),
       onState: (s) => this.onConnState(s),
+      isFinal: (code) => code === TOKEN_EXPIRED,
       ...(env.createSocket ? { createSocket: env.createSocket } : {}),
     });
   }
@@ -189,10 +254,169 @@ export class ChatApp {
   start(): void {
     this.now = this.env.wallNow();
     this.clockTimer = setInterval(() => this.tick(), 250);
-    this.connection.start();
+    this.running = true;
+    if (this.env.identity === undefined) {
+      this.connection.start();
+      return;
+    }
+    void this.identify();
+  }
+
+  /** Whether the server runs with sign-in, so messages carry verified badges and guest marks. */
+  get identities(): boolean {
+    return (this.auth !== null && this.auth !== 'off') || this.userId !== null;
+  }
+
+  /** When the session ends (its token's `exp`, seconds since the epoch), or null when unknown or a guest. */
+  get expiresAt(): number | null {
+    return this.user?.expires_at ?? null;
+  }
+
+  /** Asks who the tab's token makes it, then connects if that can work. */
+  private async identify(): Promise<void> {
+    const identity = this.env.identity;
+    if (identity === undefined) return;
+    const token = this.token();
+    const answer = await identity.ask(token);
+    if (!this.running) return;
+    if (this.judge(answer, token)) this.connection.start();
+    else this.conn = { state: 'stopped', code: null };
+  }
+
+  /**
+   * Takes an identity answer in: the mode, the user, and whether connecting
+   * can work. When not, `halt` says why. A room the token does not grant is
+   * swapped for one it does (and the user told), since connecting to it
+   * would be refused with a 403 the browser cannot read.
+   */
+  private judge(answer: IdentityAnswer, token: string | null): boolean {
+    if (answer.kind === 'unavailable') return true;
+    if (answer.kind === 'refused') {
+      this.halt = {
+        kind: 'refused',
+        message: token === null ? TOKEN_REQUIRED : `${answer.message} ${HOW_TO_SIGN_IN}`,
+      };
+      return false;
+    }
+    this.auth = answer.auth;
+    this.user = answer.user;
+    const rooms = answer.user?.rooms ?? null;
+    if (rooms === null || roomGranted(rooms, this.wantedRoom)) return true;
+    const other = grantedRoom(rooms, DEFAULT_ROOM);
+    if (other === null) {
+      this.halt = {
+        kind: 'no_room',
+        message: `Your sign-in does not grant #${this.wantedRoom}; it grants ${rooms.length === 0 ? 'no room' : rooms.join(', ')}. Put a room it grants after the # in the address.`,
+      };
+      return false;
+    }
+    this.notice('info', `Your sign-in does not grant #${this.wantedRoom}, so you are in #${other} instead.`, 'forbidden');
+    this.wantedRoom = other;
+    this.requestedRoom = other;
+    this.room = other;
+    this.env.onRoom?.(other);
+    return true;
+  }
+
+  /** The token to present: the tab's, unless the server is known to ignore tokens. */
+  private token(): string | null {
+    if (this.auth === 'off') return null;
+    const t = this.env.identity?.tokens.get() ?? null;
+    return usableToken(t) ? t : null;
+  }
+
+  /**
+   * A new token arrived (the page's fragment changed to `#token=…`). Asked
+   * about first, so a refused one is said at once and the current session
+   * goes on. The same user, connected: extended in-band with `refresh`.
+   * Otherwise (a guest signing in, another user, or a session that ended)
+   * it becomes the tab's token and the connection starts again with it.
+   */
+  async offerToken(token: string): Promise<void> {
+    const identity = this.env.identity;
+    if (identity === undefined || !usableToken(token)) return;
+    const answer = await identity.ask(token);
+    if (!this.running) return;
+    if (answer.kind === 'refused') {
+      const still = this.halt === null && this.expiresAt !== null ? ` Your session goes on until ${clockTime(this.expiresAt)}.` : '';
+      this.notice('error', `The new token was not accepted: ${answer.message}${still}`, 'token_refused');
+      return;
+    }
+    if (answer.kind === 'known' && answer.auth === 'off') {
+      this.auth = 'off';
+      this.notice('info', 'This server does not use sign-in, so the new token changes nothing.', 'auth_off');
+      return;
+    }
+    const user = answer.kind === 'known' ? answer.user : null;
+    const sameUser = this.userId !== null && (user === null || user.user_id === this.userId);
+    if (this.connected && sameUser && this.sendRefresh(token, user)) return;
+    identity.tokens.set(token);
+    this.refreshing = null;
+    this.halt = null;
+    if (!this.judge(answer, token)) {
+      this.connection.stop();
+      return;
+    }
+    this.connection.restart();
+  }
+
+  /** Sends a `refresh`; whether it went out. */
+  private sendRefresh(token: string, user: User | null): boolean {
+    if (!this.connection.send({ type: 'refresh', token })) return false;
+    this.refreshing = { token, user };
+    this.answers.push({ kind: 'refresh' });
+    return true;
+  }
+
+  private onRefreshed(r: Refreshed): void {
+    this.settle('refresh');
+    const done = this.refreshing;
+    this.refreshing = null;
+    if (done !== null) this.env.identity?.tokens.set(done.token);
+    // The new token's rooms and admin apply now; the name stays until the next connection.
+    const base = done?.user ?? this.user;
+    if (base !== null) this.user = { ...base, name: this.user?.name ?? base.name, expires_at: r.expires_at };
+    this.notice('info', `Your session was extended until ${clockTime(r.expires_at)}.`, 'refreshed');
+  }
+
+  /**
+   * A refused refresh (`invalid_token` or `forbidden`): the session goes on
+   * with its current token until that expires. Its own notice code, so it
+   * never folds into a refused join's.
+   */
+  private refreshRefused(message: string): void {
+    this.refreshing = null;
+    const until = this.expiresAt === null ? '' : ` Your session still ends at ${clockTime(this.expiresAt)}.`;
+    this.notice('error', `Your session could not be extended: ${message}${until}`, 'refresh_refused');
+  }
+
+  /** Forgets the oldest unanswered request of this kind (it was answered). */
+  private settle(kind: Forbiddable['kind']): void {
+    const i = this.answers.findIndex((a) => a.kind === kind);
+    if (i >= 0) this.answers.splice(i, 1);
+  }
+
+  /**
+   * A dial failed before its welcome: if the token is what the server
+   * refuses (it expired meanwhile, say), stop redialling and say why.
+   * One request per failed dial at most, and the dials are backed off.
+   */
+  private async recheck(): Promise<void> {
+    const identity = this.env.identity;
+    if (identity === undefined || this.rechecking) return;
+    this.rechecking = true;
+    const token = this.token();
+    try {
+      const answer = await identity.ask(token);
+      if (!this.running || this.connected || token !== this.token()) return;
+      if (!this.judge(answer, token)) this.connection.stop();
+    } finally {
+      this.rechecking = false;
+    }
   }
 
   stop(): void {
+    this.running = false;
     this.stopAuto();
     this.stopDrain();
     if (this.clockTimer !== null) clearInterval(this.clockTimer);
@@ -223,6 +447,7 @@ export class ChatApp {
     if (t.length > this.limits.max_text_chars) {
       return `At most ${this.limits.max_text_chars} characters.`;
     }
+    if (this.halt !== null) return this.halt.message;
     if (this.store.queuedCount >= MAX_QUEUED) {
       return `${MAX_QUEUED} messages already wait to be sent.`;
     }
@@ -241,14 +466,14 @@ export class ChatApp {
       return false;
     }
     if (!this.connected || this.store.queuedCount > 0) {
-      this.store.addQueued(this.name, body, this.env.wallNow());
+      this.store.addQueued(this.name, body, this.env.wallNow(), this.userId);
       this.queued = this.store.queuedCount;
       this.queueFlush();
       return true;
     }
     const clientId = this.transmit(body);
     if (clientId === null) return false;
-    this.store.addPending(clientId, this.name, body, this.env.perfNow(), this.env.wallNow());
+    this.store.addPending(clientId, this.name, body, this.env.perfNow(), this.env.wallNow(), this.userId);
     this.queueFlush();
     return true;
   }
@@ -320,6 +545,8 @@ export class ChatApp {
 
   /** Renames the session; remembered in localStorage. Returns an error sentence or null. */
   rename(raw: string): string | null {
+    // The server refuses it (`invalid_name`): a verified user's name is its token's.
+    if (this.userId !== null) return 'Your name comes from your sign-in and cannot be changed here.';
     const checked = checkName(raw);
     if (!checked.ok) return checked.error;
     const name = checked.name;
@@ -355,6 +582,7 @@ export class ChatApp {
   private requestWanted(): void {
     if (!this.connected || this.wantedRoom === this.requestedRoom) return;
     if (!this.connection.send({ type: 'join', room: this.wantedRoom })) return;
+    this.answers.push({ kind: 'join', room: this.wantedRoom });
     this.requestedRoom = this.wantedRoom;
     this.joinsInFlight += 1;
   }
@@ -407,6 +635,15 @@ export class ChatApp {
     // A new connection: its welcome answers the URL, earlier joins are void.
     this.requestedRoom = this.wantedRoom;
     this.joinsInFlight = 0;
+    this.answers = [];
+    // A refresh the old connection never answered: its token was checked
+    // (`/api/identity` named this user), so the new connection presents it.
+    const unanswered = this.refreshing;
+    this.refreshing = null;
+    if (unanswered?.user != null) {
+      this.env.identity?.tokens.set(unanswered.token);
+      this.user = unanswered.user;
+    }
     const q = new URLSearchParams({ room: this.wantedRoom });
     const name = this.storedName() ?? this.givenName;
     if (name !== null) q.set('name', name);
@@ -416,6 +653,8 @@ export class ChatApp {
       q.set('since', String(this.askedSince.id));
       q.set('epoch', this.askedSince.epoch);
     }
+    const token = this.token();
+    if (token !== null) q.set('token', token);
     return `${this.env.wsBase}/ws?${q.toString()}`;
   }
 
@@ -431,14 +670,24 @@ export class ChatApp {
   private onConnState(s: ConnState): void {
     this.conn = s;
     if (s.state === 'open') return;
+    const welcomedBefore = this.welcomed;
     this.welcomed = false;
     this.stopDrain();
     this.scrollBack.cancel();
+    if (s.state === 'stopped' && s.code === TOKEN_EXPIRED) {
+      this.wasOpen = false;
+      this.halt = { kind: 'expired', message: expiredLine(this.expiresAt) };
+      this.store.system(this.halt.message, this.env.wallNow());
+      this.queueFlush();
+      return;
+    }
     if (this.wasOpen && s.state === 'waiting') {
       this.wasOpen = false;
       this.store.system(disconnectedLine(s.code), this.env.wallNow());
       this.queueFlush();
     }
+    // Closed before any welcome: perhaps refused (a 401 or 403 the browser cannot read).
+    if (s.state === 'waiting' && !welcomedBefore) void this.recheck();
   }
 
   private onFrame(frame: ServerFrame): void {
@@ -453,6 +702,8 @@ export class ChatApp {
         return this.onError(frame);
       case 'history':
         return this.onHistory(frame);
+      case 'refreshed':
+        return this.onRefreshed(frame);
       case 'pong':
         return;
     }
@@ -461,6 +712,8 @@ export class ChatApp {
   private onWelcome(w: Welcome): void {
     const reconnect = this.everWelcomed && this.room === w.room;
     this.everWelcomed = true;
+    // Before the history is read: own messages are told by it.
+    this.userId = w.user_id;
     // Only the connection's first welcome answers its URL; later ones answer joins.
     const asked = this.askedSince;
     this.askedSince = null;
@@ -501,7 +754,10 @@ export class ChatApp {
     this.welcomed = true;
     this.wasOpen = true;
     this.room = w.room;
-    if (this.joinsInFlight > 0) this.joinsInFlight -= 1;
+    if (this.joinsInFlight > 0) {
+      this.joinsInFlight -= 1;
+      this.settle('join');
+    }
     const settled = this.joinsInFlight === 0;
     if (settled) this.requestedRoom = w.room;
     this.name = w.name;
@@ -549,8 +805,13 @@ export class ChatApp {
     this.drainTimer = null;
   }
 
-  /** Sent from this tab: its client_id carries the tab's prefix. */
+  /**
+   * Written by us: when both sides are verified, by this user (from any tab
+   * or device; a guest may share the name, never the id); otherwise sent
+   * from this tab, whose client_ids carry its prefix.
+   */
   private isOwn(m: ChatMessage): boolean {
+    if (this.userId !== null && m.user_id != null) return m.user_id === this.userId;
     return m.client_id !== null && m.client_id.startsWith(`${this.clientPrefix}-`);
   }
 
@@ -628,6 +889,16 @@ export class ChatApp {
   }
 
   private onError(e: ErrorFrame): void {
+    if (e.code === 'invalid_token') {
+      // Only a refresh is answered with it.
+      this.settle('refresh');
+      if (this.refreshing !== null) return this.refreshRefused(e.message);
+    }
+    if (e.code === 'forbidden') {
+      const answered = this.answers.shift();
+      if (answered?.kind === 'refresh') return this.refreshRefused(e.message);
+      if (answered?.kind === 'join') return this.joinRefused(`You cannot enter #${answered.room}: ${e.message} You are still in #${this.room}.`, e.code);
+    }
     this.notice('error', describeError(e.code, e.message, this.limits.max_messages_per_sec), e.code);
     if (e.code === 'unavailable') {
       // Not stored, so not sent: the oldest message still waiting for its
@@ -639,13 +910,25 @@ export class ChatApp {
       this.nameBeforeRename = null;
     }
     if (e.code === 'invalid_room') {
-      // The refused join is answered; if others are still in flight, their
-      // last welcome settles the room.
-      if (this.joinsInFlight > 0) this.joinsInFlight -= 1;
-      if (this.joinsInFlight === 0) this.requestedRoom = this.room;
-      this.wantedRoom = this.room;
-      this.env.onRoom?.(this.room);
+      this.settle('join');
+      this.stayInRoom();
     }
+  }
+
+  private joinRefused(message: string, code: string): void {
+    this.notice('error', message, code);
+    this.stayInRoom();
+  }
+
+  /**
+   * A join was refused: the session stays in its room. If other joins are
+   * still in flight, their last welcome settles the room.
+   */
+  private stayInRoom(): void {
+    if (this.joinsInFlight > 0) this.joinsInFlight -= 1;
+    if (this.joinsInFlight === 0) this.requestedRoom = this.room;
+    this.wantedRoom = this.room;
+    this.env.onRoom?.(this.room);
   }
 
   private notice(kind: 'error' | 'decode' | 'info', message: string, code: string | null = null): void {

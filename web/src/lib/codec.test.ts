@@ -27,6 +27,7 @@ const CLIENT_FIELDS: Record<string, string[]> = {
   set_name: ['type', 'name'],
   join: ['type', 'room', 'since'],
   history: ['type', 'before', 'limit'],
+  refresh: ['type', 'token'],
 };
 
 describe('decode: shared server vectors', () => {
@@ -71,6 +72,7 @@ describe('decode: more shapes', () => {
     epoch: 'e1',
     last_id: 1,
     recovered: null,
+    user_id: null,
     history: [chat],
   };
 
@@ -78,6 +80,33 @@ describe('decode: more shapes', () => {
     expect(decode(JSON.stringify(welcome))).toEqual({ ok: true, frame: welcome });
     const resumed = { ...welcome, recovered: true, history: [] };
     expect(decode(JSON.stringify(resumed))).toEqual({ ok: true, frame: resumed });
+  });
+
+  it('keeps a verified author\'s user_id and leaves a guest\'s chat without the key', () => {
+    const verified = { ...chat, user_id: 'u-1' };
+    expect(decode(JSON.stringify(verified))).toEqual({ ok: true, frame: verified });
+    const guest = decode(JSON.stringify(chat));
+    expect(guest.ok && 'user_id' in guest.frame).toBe(false);
+    // A null is a guest's too: no key, as the server sends it.
+    const nulled = decode(JSON.stringify({ ...chat, user_id: null }));
+    expect(nulled.ok && 'user_id' in nulled.frame).toBe(false);
+    const page = { type: 'history', room: 'lobby', messages: [{ ...verified, type: 'chat' }], has_more: false };
+    expect(decode(JSON.stringify(page))).toEqual({ ok: true, frame: page });
+  });
+
+  it('reads a welcome\'s user_id, and one from a server that predates it as a guest\'s', () => {
+    const verified = { ...welcome, user_id: 'ada' };
+    expect(decode(JSON.stringify(verified))).toEqual({ ok: true, frame: verified });
+    expect(decode(JSON.stringify({ ...welcome, user_id: undefined }))).toEqual({ ok: true, frame: welcome });
+  });
+
+  it('decodes refreshed and the identity error codes', () => {
+    const refreshed = { type: 'refreshed', expires_at: 1_796_000_000 };
+    expect(decode(JSON.stringify(refreshed))).toEqual({ ok: true, frame: refreshed });
+    for (const code of ['forbidden', 'invalid_token']) {
+      const e = { type: 'error', code, message: 'No.' };
+      expect(decode(JSON.stringify(e))).toEqual({ ok: true, frame: e });
+    }
   });
 
   it('drops unknown fields inside history frames too', () => {
@@ -118,6 +147,11 @@ describe('decode: more shapes', () => {
     ['welcome history holding a bad chat', JSON.stringify({ ...welcome, history: [{ ...chat, id: -1 }] })],
     ['history page without has_more', JSON.stringify({ type: 'history', room: 'r', messages: [] })],
     ['history page messages not a list', JSON.stringify({ type: 'history', room: 'r', messages: 1, has_more: false })],
+    ['chat user_id not a string', JSON.stringify({ ...chat, user_id: 7 })],
+    ['welcome user_id not a string', JSON.stringify({ ...welcome, user_id: true })],
+    ['refreshed without expires_at', '{"type":"refreshed"}'],
+    ['refreshed expires_at negative', '{"type":"refreshed","expires_at":-1}'],
+    ['refreshed expires_at a string', '{"type":"refreshed","expires_at":"1796000000"}'],
     ['renamed not a list', '{"type":"room_update","room":"r","num_participants":1,"joined":[],"left":[],"renamed":{}}'],
     ['huge nesting', '['.repeat(100_000)],
   ])('refuses %s without throwing', (_name, raw) => {
@@ -142,6 +176,10 @@ describe('encode: shared client vectors', () => {
     expect(encode({ type: 'join', room: 'r', since: { id: 4, epoch: 'e' } })).toBe(
       '{"type":"join","room":"r","since":{"id":4,"epoch":"e"}}',
     );
+  });
+
+  it('writes a refresh with its token exactly as given', () => {
+    expect(encode({ type: 'refresh', token: 'a.b.c' })).toBe('{"type":"refresh","token":"a.b.c"}');
   });
 
   it('writes a scroll-back request', () => {

@@ -40,6 +40,8 @@ export function encode(frame: ClientFrame): string {
       );
     case 'history':
       return JSON.stringify({ type: 'history', before: frame.before, limit: frame.limit });
+    case 'refresh':
+      return JSON.stringify({ type: 'refresh', token: frame.token });
   }
 }
 
@@ -71,6 +73,8 @@ const ERROR_CODES: readonly ErrorCode[] = [
   'room_limit',
   'room_busy',
   'unavailable',
+  'forbidden',
+  'invalid_token',
 ];
 const CALC_STATUSES: readonly CalcStatus[] = ['ok', 'rejected', 'timeout', 'busy', 'error'];
 
@@ -95,6 +99,7 @@ function serverFrame(v: unknown): ServerFrame {
         epoch: str(o, 'epoch'),
         last_id: uint(o, 'last_id'),
         recovered: nullable(o, 'recovered', bool),
+        user_id: nullable(o, 'user_id', str),
         history: chatFrames(o, 'history'),
       };
     case 'chat':
@@ -115,13 +120,15 @@ function serverFrame(v: unknown): ServerFrame {
       return { type, code: oneOf(o, 'code', ERROR_CODES), message: str(o, 'message') };
     case 'history':
       return { type, room: str(o, 'room'), messages: chatFrames(o, 'messages'), has_more: bool(o, 'has_more') };
+    case 'refreshed':
+      return { type, expires_at: uint(o, 'expires_at') };
     default:
       throw new ShapeError(`unknown frame type ${JSON.stringify(type)}`);
   }
 }
 
 function chat(o: Obj): ChatMessage {
-  return {
+  const m: ChatMessage = {
     id: uint(o, 'id'),
     room: str(o, 'room'),
     author: str(o, 'author'),
@@ -131,6 +138,12 @@ function chat(o: Obj): ChatMessage {
     server_time: uint(o, 'server_time'),
     calc: o.calc === null || o.calc === undefined ? null : calc(object(o.calc, 'calc')),
   };
+  // A guest's chat has no `user_id` key (so a server without `--auth` sends
+  // the frames it always sent); the decoded frame keeps that shape, and a
+  // null is a guest's too.
+  const userId = nullable(o, 'user_id', str);
+  if (userId !== null) m.user_id = userId;
+  return m;
 }
 
 /** An array of `chat` frames (`welcome.history`, `history.messages`). */

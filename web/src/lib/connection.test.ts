@@ -4,7 +4,7 @@ import { Connection, type ConnState } from './connection';
 import type { ServerFrame } from './protocol/ServerFrame';
 import { FakeSocket, ManualTimers, WELCOME } from './testing';
 
-function setup(opts: { heartbeatMs?: number; staleMs?: number } = {}) {
+function setup(opts: { heartbeatMs?: number; staleMs?: number; isFinal?: (code: number) => boolean } = {}) {
   const timers = new ManualTimers();
   const sockets: FakeSocket[] = [];
   const frames: ServerFrame[] = [];
@@ -25,6 +25,7 @@ function setup(opts: { heartbeatMs?: number; staleMs?: number } = {}) {
     timers,
     heartbeatMs: opts.heartbeatMs ?? 0,
     staleMs: opts.staleMs ?? 45_000,
+    ...(opts.isFinal ? { isFinal: opts.isFinal } : {}),
   });
   const last = (): FakeSocket => {
     const s = sockets.at(-1);
@@ -99,7 +100,41 @@ describe('Connection', () => {
     expect(t.last().closedWith).toBe(1000);
     t.timers.advance(60_000);
     expect(t.sockets).toHaveLength(2);
-    expect(t.states.at(-1)).toEqual({ state: 'stopped' });
+    expect(t.states.at(-1)).toEqual({ state: 'stopped', code: null });
+  });
+
+  it('stops instead of redialling after a final close code, saying which', () => {
+    const t = setup({ heartbeatMs: 10_000, isFinal: (code) => code === 4001 });
+    t.conn.start();
+    t.last().open();
+    t.last().drop(1001);
+    t.timers.advance(1000);
+    expect(t.sockets).toHaveLength(2);
+    t.last().open();
+    t.last().drop(4001);
+    expect(t.states.at(-1)).toEqual({ state: 'stopped', code: 4001 });
+    t.timers.advance(120_000);
+    expect(t.sockets).toHaveLength(2);
+    // Nothing is left running: no retry, no heartbeat.
+    expect(t.timers.pending).toBe(0);
+  });
+
+  it('restarts with a fresh URL at once, open or stopped', () => {
+    const t = setup({ isFinal: (code) => code === 4001 });
+    t.conn.start();
+    const first = t.last();
+    first.open();
+    t.conn.restart();
+    expect(first.closedWith).toBe(1000);
+    expect(t.sockets.map((s) => s.url)).toEqual(['ws://x/ws?try=1', 'ws://x/ws?try=2']);
+    // The replaced socket's late close is not a drop.
+    first.drop(1000);
+    expect(t.states.at(-1)).toEqual({ state: 'connecting', attempt: 0 });
+    t.last().open();
+    t.last().drop(4001);
+    t.conn.restart();
+    expect(t.sockets).toHaveLength(3);
+    expect(t.states.at(-1)).toEqual({ state: 'connecting', attempt: 0 });
   });
 
   it('ignores events from a socket it already replaced', () => {

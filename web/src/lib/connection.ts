@@ -20,7 +20,8 @@ export type ConnState =
   | { state: 'connecting'; attempt: number }
   | { state: 'open' }
   | { state: 'waiting'; retryAt: number; attempt: number; code: number }
-  | { state: 'stopped' };
+  /** `code`: the close that ended it for good (see `isFinal`), null when the app stopped it. */
+  | { state: 'stopped'; code: number | null };
 
 /** The part of the browser WebSocket this module uses. */
 export interface SocketLike {
@@ -53,6 +54,11 @@ export interface ConnectionOptions {
   heartbeatMs?: number;
   /** Silence after which the socket is considered dead. */
   staleMs?: number;
+  /**
+   * Close codes after which dialling again cannot help (the session's token
+   * expired: the same token would be refused), so the connection stops.
+   */
+  isFinal?: (code: number) => boolean;
 }
 
 const OPEN = 1;
@@ -95,14 +101,35 @@ export class Connection {
   }
 
   stop(): void {
+    this.halt();
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000, 'client stopped');
+    this.opts.onState({ state: 'stopped', code: null });
+  }
+
+  /**
+   * Drops the socket, if any, and dials again at once: the URL (with a new
+   * token, say) is read afresh. Starts a stopped connection.
+   */
+  restart(): void {
+    if (this.stopped) {
+      this.start();
+      return;
+    }
+    const ws = this.ws;
+    this.ws = null;
+    ws?.close(1000, 'reconnecting');
+    this.cancelRetry();
+    this.backoff.reset();
+    this.dial();
+  }
+
+  private halt(): void {
     this.stopped = true;
     this.cancelRetry();
     if (this.heartbeat !== null) this.timers.clearInterval(this.heartbeat);
     this.heartbeat = null;
-    const ws = this.ws;
-    this.ws = null;
-    ws?.close(1000, 'client stopped');
-    this.opts.onState({ state: 'stopped' });
   }
 
   /** Skips the remaining backoff wait (a "retry now" button). */
@@ -153,6 +180,11 @@ export class Connection {
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
       this.ws = null;
+      if (this.opts.isFinal?.(ev.code) === true) {
+        this.halt();
+        this.opts.onState({ state: 'stopped', code: ev.code });
+        return;
+      }
       this.scheduleRetry(ev.code);
     };
     // An error is always followed by a close event; nothing to do here.

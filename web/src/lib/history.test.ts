@@ -28,6 +28,7 @@ function welcome(over: Partial<Welcome> = {}): Welcome {
     epoch: 'e1',
     last_id: 0,
     recovered: null,
+    user_id: null,
     history: [],
     ...over,
   };

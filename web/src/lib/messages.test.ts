@@ -331,3 +331,30 @@ describe('MessageStore history', () => {
     expect(s.failedText(first.key)).toBe('one');
   });
 });
+
+describe('MessageStore verified authors', () => {
+  it('carries each author\'s user id through live frames, replays, scroll-back and echoes; guests have none', () => {
+    const s = new MessageStore();
+    s.replay([chat({ id: 1, author: 'Ada', user_id: 'ada' }), chat({ id: 2 })], () => false, 'earlier');
+    s.prepend([chat({ id: 0, author: 'Ada', user_id: 'ada' })], () => false);
+    s.receive(chat({ id: 3, author: 'Linus', user_id: 'u-7' }), false, 0);
+    s.system('Grace left.', 0);
+    expect(s.items.map((e) => [e.author, e.userId])).toEqual([
+      ['Ada', 'ada'],
+      ['Ada', 'ada'],
+      ['Grace', null],
+      ['Linus', 'u-7'],
+      ['', null],
+    ]);
+  });
+
+  it('shows an own message under the writer\'s id at once, and takes the echo\'s', () => {
+    const s = new MessageStore();
+    expect(s.addQueued('Ada', 'later', 0, 'ada').userId).toBe('ada');
+    const pending = s.addPending('c-1', 'Ada', 'now', 0, 0, 'ada');
+    expect(pending.userId).toBe('ada');
+    // The server stamps what it knows: a session that became a guest meanwhile has none.
+    const { entry } = s.receive(chat({ id: 5, author: 'Ada', text: 'now', client_id: 'c-1' }), true, 1);
+    expect(entry?.userId).toBeNull();
+  });
+});

@@ -43,8 +43,13 @@ export interface Entry {
   kind: 'chat' | 'system';
   author: string;
   text: string;
-  /** Sent by this tab (its `client_id` carries this tab's prefix). */
+  /** Sent by this tab, or by this verified user (see `ChatApp.isOwn`). */
   own: boolean;
+  /**
+   * The verified author's user id (issue 16); null for a guest, a system
+   * line, and every message of a server without `--auth`.
+   */
+  userId: string | null;
   /** Own messages only; null for everyone else's and for system lines. */
   delivery: Delivery | null;
   /** Round-trip time in ms, once an own message is confirmed by a live echo. */
@@ -139,9 +144,12 @@ export class MessageStore {
     return Math.max(0, this.limit - this.list.length);
   }
 
-  /** Adds an own message written while offline; it is sent by `sendQueued`. */
-  addQueued(author: string, text: string, wallTime: number): Entry {
-    const entry = this.push(this.ownEntry(author, text, 'queued', null, wallTime));
+  /**
+   * Adds an own message written while offline; it is sent by `sendQueued`.
+   * `userId`: the writer's verified id (null for a guest), shown until the echo says.
+   */
+  addQueued(author: string, text: string, wallTime: number, userId: string | null = null): Entry {
+    const entry = this.push(this.ownEntry(author, text, 'queued', null, wallTime, userId));
     this.queued.push(entry.key);
     return entry;
   }
@@ -189,9 +197,16 @@ export class MessageStore {
     this.pending.set(clientId, { key, sentAt: now });
   }
 
-  /** Adds an own message the moment it is sent. `now` is monotonic (ms). */
-  addPending(clientId: string, author: string, text: string, now: number, wallTime: number): Entry {
-    const entry = this.push(this.ownEntry(author, text, 'pending', clientId, wallTime));
+  /** Adds an own message the moment it is sent. `now` is monotonic (ms); `userId` as for `addQueued`. */
+  addPending(
+    clientId: string,
+    author: string,
+    text: string,
+    now: number,
+    wallTime: number,
+    userId: string | null = null,
+  ): Entry {
+    const entry = this.push(this.ownEntry(author, text, 'pending', clientId, wallTime, userId));
     this.pending.set(clientId, { key: entry.key, sentAt: now });
     return entry;
   }
@@ -211,6 +226,7 @@ export class MessageStore {
       const updated = this.update(p.key, (e) => ({
         ...e,
         author: msg.author,
+        userId: msg.user_id ?? null,
         text: msg.text,
         delivery: 'confirmed',
         rtt,
@@ -329,6 +345,7 @@ export class MessageStore {
       author: '',
       text,
       own: false,
+      userId: null,
       delivery: null,
       rtt: null,
       calc: null,
@@ -381,12 +398,20 @@ export class MessageStore {
     return this.holding ? 2 * this.cap : this.cap;
   }
 
-  private ownEntry(author: string, text: string, delivery: Delivery, clientId: string | null, wallTime: number): Omit<Entry, 'key'> {
+  private ownEntry(
+    author: string,
+    text: string,
+    delivery: Delivery,
+    clientId: string | null,
+    wallTime: number,
+    userId: string | null,
+  ): Omit<Entry, 'key'> {
     return {
       kind: 'chat',
       author,
       text,
       own: true,
+      userId,
       delivery,
       rtt: null,
       calc: null,
@@ -403,6 +428,7 @@ export class MessageStore {
       author: msg.author,
       text: msg.text,
       own,
+      userId: msg.user_id ?? null,
       delivery: own ? 'confirmed' : null,
       rtt: null,
       calc: msg.calc,

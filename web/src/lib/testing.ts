@@ -112,6 +112,7 @@ export const WELCOME = {
   epoch: 'e1',
   last_id: 0,
   recovered: null,
+  user_id: null,
   history: [],
 } as const;
 

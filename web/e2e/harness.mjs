@@ -10,16 +10,13 @@
  *   E2E_HEADED=1    show the browser window
  *   E2E_SCREENSHOT  where the README screenshot goes (default: docs/screenshot.png)
  *
- * The tests mean this checkout's client, web/dist. A release binary serves
- * the web/dist it was compiled with; when that is another build (a binary
- * from another checkout, or one built before the last `npm run build`),
- * pages are served through a small proxy in front of the server (see
- * `DistProxy`), and a line on stderr says so.
+ * The tests mean this checkout's client, web/dist, which the release binary
+ * embeds when it compiles: a binary built before the last `npm run build`
+ * (or from another checkout) is refused with a sentence saying so.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request as httpRequest, createServer as createHttpServer } from 'node:http';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,10 +84,7 @@ export class Server {
   constructor(port, args = []) {
     this.port = port;
     this.args = args;
-    /** Where pages go: the server, or the proxy serving this checkout's web/dist in front of it. */
     this.url = `http://127.0.0.1:${port}`;
-    /** @type {DistProxy | null} */
-    this.proxy = null;
     /** @type {import('node:child_process').ChildProcess | null} */
     this.child = null;
     /** Recent server output, printed when a test fails. */
@@ -110,14 +104,10 @@ export class Server {
     await server.up();
     const embedded = await (await fetch(`${server.url}/index.html`)).text();
     if (embedded !== readFileSync(join(DIST, 'index.html'), 'utf8')) {
-      server.proxy = await DistProxy.start(server.port, embedded);
-      server.url = server.proxy.url;
-      if (!proxyNoted) {
-        proxyNoted = true;
-        process.stderr.write(
-          `note: ${BIN} embeds another web build than web/dist; serving web/dist through a proxy in front of it\n`,
-        );
-      }
+      await server.stop();
+      throw new Error(
+        `${BIN} embeds another web build than web/dist: rebuild it (\`cargo build --release\`) after \`npm run build\`.`,
+      );
     }
     return server;
   }
@@ -181,162 +171,14 @@ export class Server {
     mkdirSync(this.dataDir);
   }
 
-  /** Ends the server (and the proxy) and removes its data directory. */
+  /** Ends the server and removes its data directory. */
   async stop() {
     await this.down();
-    await this.proxy?.close();
     if (this.dataDir !== null) rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
 
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
-let proxyNoted = false;
-
-const TYPES = /** @type {Record<string, string>} */ ({
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.html': 'text/html; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-});
-
-/** Headers of one answer, not of the server's pages in general. */
-const PER_RESPONSE = ['content-type', 'cache-control', 'date', 'connection', 'keep-alive', 'transfer-encoding'];
-
-/**
- * Serves this checkout's web/dist in front of a server that embeds another
- * build: `/assets/*` from disk; the server's own page (its embedded
- * index.html, wherever it answers it: `/`, `/observer`, deep links) swapped
- * for web/dist/index.html under the server's headers (CSP included);
- * everything else, WebSocket upgrades included, passed through byte for
- * byte. `Host` is passed on unchanged, so the server's origin check and CSP
- * see the proxy's origin as its own. It keeps running across the server's
- * restarts (same port), like a load balancer would.
- */
-class DistProxy {
-  /**
-   * @param {number} upstream the server's port
-   * @param {string} embedded the server's index.html
-   */
-  static async start(upstream, embedded) {
-    const port = await freePort();
-    const proxy = new DistProxy(upstream, port, embedded);
-    await new Promise((resolve) => proxy.http.listen(port, '127.0.0.1', () => resolve(undefined)));
-    return proxy;
-  }
-
-  /**
-   * @param {number} upstream
-   * @param {number} port
-   * @param {string} embedded
-   */
-  constructor(upstream, port, embedded) {
-    this.upstream = upstream;
-    this.url = `http://127.0.0.1:${port}`;
-    this.embedded = embedded;
-    /** The server's security headers for its pages, taken from its answers. @type {Record<string, string | string[]>} */
-    this.pageHeaders = {};
-    /** @type {Set<import('node:net').Socket>} */
-    this.sockets = new Set();
-    this.http = createHttpServer((req, res) => this.handle(req, res));
-    this.http.on('connection', (s) => {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-    });
-    this.http.on('upgrade', (req, socket, head) => this.tunnel(req, socket, head));
-    // Never what keeps a test process alive.
-    this.http.unref();
-  }
-
-  /**
-   * @param {import('node:http').IncomingMessage} req
-   * @param {import('node:http').ServerResponse} res
-   */
-  handle(req, res) {
-    const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (req.method === 'GET' && path.startsWith('/assets/')) {
-      const file = join(DIST, path);
-      const ext = path.slice(path.lastIndexOf('.'));
-      if (!file.startsWith(DIST) || !existsSync(file)) {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found');
-        return;
-      }
-      res.writeHead(200, {
-        ...this.pageHeaders,
-        'content-type': TYPES[ext] ?? 'application/octet-stream',
-        'cache-control': 'public, max-age=31536000, immutable',
-      });
-      res.end(readFileSync(file));
-      return;
-    }
-    const up = httpRequest(
-      // A fresh connection each time: pooled ones die with every server restart.
-      { host: '127.0.0.1', port: this.upstream, method: req.method, path: req.url, headers: req.headers, agent: false },
-      (answer) => {
-        const html = String(answer.headers['content-type'] ?? '').startsWith('text/html');
-        if (!html) {
-          res.writeHead(answer.statusCode ?? 502, answer.headers);
-          answer.pipe(res);
-          return;
-        }
-        /** @type {Buffer[]} */
-        const chunks = [];
-        answer.on('data', (c) => chunks.push(c));
-        answer.on('end', () => {
-          const body = Buffer.concat(chunks);
-          const headers = { ...answer.headers };
-          if (body.toString('utf8') === this.embedded) {
-            const local = readFileSync(join(DIST, 'index.html'));
-            const { 'content-length': _l, etag: _e, 'last-modified': _m, ...rest } = headers;
-            /** @type {Record<string, string | string[]>} */
-            const page = {};
-            for (const [k, v] of Object.entries(rest)) {
-              if (v !== undefined && !PER_RESPONSE.includes(k)) page[k] = v;
-            }
-            this.pageHeaders = page;
-            res.writeHead(answer.statusCode ?? 200, { ...rest, 'content-length': String(local.length) });
-            res.end(local);
-            return;
-          }
-          res.writeHead(answer.statusCode ?? 502, headers);
-          res.end(body);
-        });
-      },
-    );
-    up.on('error', () => {
-      // The server is down (a test restarts it): what a browser would see without the proxy.
-      req.socket.destroy();
-    });
-    req.pipe(up);
-  }
-
-  /**
-   * A WebSocket upgrade: the request head is replayed to the server and
-   * both directions are piped raw from then on.
-   * @param {import('node:http').IncomingMessage} req
-   * @param {import('node:stream').Duplex} socket
-   * @param {Buffer} head
-   */
-  tunnel(req, socket, head) {
-    const up = connect(this.upstream, '127.0.0.1', () => {
-      const lines = [`${req.method} ${req.url} HTTP/1.1`];
-      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
-      up.write(`${lines.join('\r\n')}\r\n\r\n`);
-      if (head.length > 0) up.write(head);
-      up.pipe(socket);
-      socket.pipe(up);
-    });
-    up.on('error', () => socket.destroy());
-    socket.on('error', () => up.destroy());
-    up.on('close', () => socket.end());
-    socket.on('close', () => up.destroy());
-  }
-
-  async close() {
-    for (const s of this.sockets) s.destroy();
-    await new Promise((resolve) => this.http.close(() => resolve(undefined)));
-  }
-}
 
 export async function launchBrowser() {
   return chromium.launch({

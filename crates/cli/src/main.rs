@@ -69,9 +69,11 @@ fn main() -> ExitCode {
             // Storage that cannot be opened (unwritable data directory,
             // corrupt or newer database) is a set-up error, like a bad flag.
             match e.downcast_ref::<actorchat::StartError>() {
-                Some(actorchat::StartError::Storage(_) | actorchat::StartError::Auth(_)) => {
-                    ExitCode::from(2)
-                }
+                Some(
+                    actorchat::StartError::Storage(_)
+                    | actorchat::StartError::Auth(_)
+                    | actorchat::StartError::Cluster(_),
+                ) => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }

@@ -222,6 +222,9 @@ pub struct Config {
     #[command(flatten)]
     pub auth: crate::auth::AuthConfig,
 
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterConfig,
+
     /// Fault injection for tests: a room actor pauses for 500 ms (without
     /// blocking a thread) when it receives a chat with exactly this text, so
     /// its inbox fills. Never set it in production.

@@ -193,7 +193,7 @@ async fn websocket(
 /// 200 `ready`, or 503 with one line per reason.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut problems = state.actors.readiness.problems();
-    problems.extend(state.streams.health().problem());
+    problems.extend(state.streams.problems());
     if state.shutdown.is_cancelled() {
         problems.push("the server is shutting down".to_owned());
     }

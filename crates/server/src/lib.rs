@@ -31,6 +31,7 @@ pub(crate) mod assets;
 pub mod auth;
 pub(crate) mod calc;
 pub(crate) mod clock;
+pub mod cluster;
 pub mod config;
 pub(crate) mod connection;
 pub mod history;

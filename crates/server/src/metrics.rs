@@ -79,6 +79,7 @@ pub struct Metrics {
     pub calc: CalcMetrics,
     pub history: HistoryMetrics,
     pub auth: AuthMetrics,
+    pub cluster: ClusterMetrics,
     /// What only the observer reads (room stats, close reasons, latency
     /// probe, calculation board); see [`crate::observer`].
     pub(crate) observed: crate::observer::Figures,
@@ -104,6 +105,67 @@ pub struct HistoryMetrics {
     pub commit_messages: CountHistogram,
     /// From a resume request reaching the room to its `welcome` being queued.
     pub resume_seconds: Histogram,
+}
+
+/// Cluster mode's figures (see `crate::cluster`); all zero on one node.
+#[derive(Debug, Default)]
+pub struct ClusterMetrics {
+    /// One Redis command or script, in seconds.
+    pub redis_seconds: Histogram,
+    /// Publishes that failed (their chats were answered `unavailable`).
+    pub publish_errors: AtomicU64,
+    /// Times the pub/sub connection was re-established.
+    pub reconnects: AtomicU64,
+    /// Rooms that read missed messages from the stream: after a gap in the
+    /// ids on their channel, or after a reconnect.
+    pub catch_ups: AtomicU64,
+    /// Rooms whose stream was lost (new epoch) or could not fill a gap:
+    /// their members got a fresh `welcome` with `recovered: false`.
+    pub resyncs: AtomicU64,
+    /// Room channels this node subscribes to.
+    pub subscribed: AtomicI64,
+}
+
+impl ClusterMetrics {
+    fn render(&self, out: &mut String) {
+        let counters = [
+            (
+                "actorchat_cluster_publish_errors_total",
+                "Publishes to Redis that failed (their chats were answered `unavailable`).",
+                &self.publish_errors,
+            ),
+            (
+                "actorchat_cluster_reconnects_total",
+                "Times the Redis pub/sub connection was re-established.",
+                &self.reconnects,
+            ),
+            (
+                "actorchat_cluster_catch_ups_total",
+                "Reads of missed messages from a room's stream (a gap in the ids, or a reconnect).",
+                &self.catch_ups,
+            ),
+            (
+                "actorchat_cluster_resyncs_total",
+                "Rooms whose members got a fresh welcome with recovered: false (stream lost or gap unfillable).",
+                &self.resyncs,
+            ),
+        ];
+        for (name, help, value) in counters {
+            metric(out, name, "counter", help, value.load(Relaxed));
+        }
+        metric(
+            out,
+            "actorchat_cluster_subscribed_channels",
+            "gauge",
+            "Room channels this node subscribes to.",
+            self.subscribed.load(Relaxed),
+        );
+        self.redis_seconds.render(
+            out,
+            "actorchat_cluster_redis_seconds",
+            "Round trip of one Redis command or script.",
+        );
+    }
 }
 
 /// Authentication's figures (see `crate::auth`).
@@ -631,6 +693,7 @@ impl Metrics {
         self.calc.render(&mut out);
         self.history.render(&mut out);
         self.auth.render(&mut out);
+        self.cluster.render(&mut out);
         if let Some(rss) = resident_memory_bytes() {
             metric(
                 &mut out,

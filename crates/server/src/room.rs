@@ -32,7 +32,7 @@
 //! presence interval, so a burst of N joins costs each member a few frames,
 //! not N.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -46,7 +46,10 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{error, info, warn};
 
 use crate::clock::unix_millis;
-use crate::history::{Append, Recent, StoreError, Stored, Streams, json_array};
+use crate::cluster::Delivery;
+use crate::history::{
+    Append, CHAT_PREFIX, Head, Publish, Recent, StoreError, Stored, Streams, json_array,
+};
 use crate::identity::{SessionId, default_name};
 use crate::mailbox::{Frame, Kick, MemberHandle, Undeliverable};
 use crate::metrics::Metrics;
@@ -64,6 +67,10 @@ const MAX_NAMES_PER_UPDATE: usize = 50;
 /// queue takes at once (a backlog of thousands would otherwise land on every
 /// member together and overflow their queues).
 const MAX_BATCH: usize = 64;
+
+/// Cluster mode: how long a published batch may take to come back on the
+/// room's channel before the room reads it from the stream instead.
+const DELIVERY_GRACE: Duration = Duration::from_secs(1);
 
 /// Room size per base presence interval; see [`RoomState::presence_interval`].
 const PRESENCE_MEMBERS_PER_INTERVAL: usize = 1000;
@@ -90,6 +97,24 @@ pub enum RoomMsg {
     },
     /// Storage finished the batch in flight.
     Committed(Result<(), StoreError>),
+    /// Cluster mode: Redis numbered, stored and published the batch in
+    /// flight (its first id), or failed to.
+    Published(Result<u64, StoreError>),
+    /// Cluster mode: messages of this room published by some node (this
+    /// one included), from the room's channel.
+    Delivered(Delivery),
+    /// Cluster mode: messages read from the stream to fill a gap (`head`:
+    /// `None`) or to catch up after a reconnect (`head`: the stream's).
+    Filled {
+        head: Option<Head>,
+        read: Result<Vec<Stored>, StoreError>,
+    },
+    /// Cluster mode: the pub/sub connection came back; read what was
+    /// published while it was down.
+    CatchUp,
+    /// Cluster mode: timer after a publish; if its messages have not come
+    /// back on the channel by now, read them from the stream.
+    CheckDelivered { upto: u64 },
     /// Remove a member that left or disconnected.
     Leave { session: SessionId },
     /// Broadcast a chat message from a member. Counted in the room's
@@ -233,6 +258,14 @@ pub struct RoomState {
     in_flight: Vec<(SessionId, Instant, u64, Bytes)>,
     /// Resumes waiting for a storage read; the room does not stop meanwhile.
     pending_resumes: usize,
+    /// Cluster mode: frames from the channel that came after a gap, by id,
+    /// waiting for the gap to be filled from the stream.
+    ahead: BTreeMap<u64, Bytes>,
+    /// Cluster mode: a read of the stream is under way.
+    filling: bool,
+    /// Cluster mode: when this room received its own published messages
+    /// not yet delivered, by id (the start of their delivery latency).
+    received_at: HashMap<u64, Instant>,
     inbox: Arc<RoomInbox>,
     settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
@@ -324,6 +357,9 @@ impl Actor for Room {
             waiting: Vec::new(),
             in_flight: Vec::new(),
             pending_resumes: 0,
+            ahead: BTreeMap::new(),
+            filling: false,
+            received_at: HashMap::new(),
             inbox: args.inbox,
             settings: args.settings,
             metrics: args.metrics,
@@ -353,6 +389,17 @@ impl Actor for Room {
         Ok(())
     }
 
+    async fn post_stop(
+        &self,
+        myself: ActorRef<RoomMsg>,
+        state: &mut RoomState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(bus) = state.streams.bus() {
+            bus.unsubscribe(&state.name, myself.get_id());
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<RoomMsg>,
@@ -367,7 +414,7 @@ impl Actor for Room {
                 since,
                 reply,
             } => {
-                if state.load_stream().await {
+                if state.load_stream(&myself, 0).await {
                     state.join(&myself, session, author, member, since, reply);
                 }
             }
@@ -384,6 +431,15 @@ impl Actor for Room {
                     tokio::task::yield_now().await;
                 }
             }
+            RoomMsg::Published(result) => state.published(&myself, result),
+            RoomMsg::Delivered(delivery) => state.delivered(&myself, delivery).await,
+            RoomMsg::Filled { head, read } => state.filled(&myself, head, read).await,
+            RoomMsg::CatchUp => state.read_missed(&myself, true).await,
+            RoomMsg::CheckDelivered { upto } => {
+                if state.stream.as_ref().is_some_and(|s| s.last_id < upto) {
+                    state.read_missed(&myself, true).await;
+                }
+            }
             RoomMsg::Leave { session } => state.leave(&myself, session),
             RoomMsg::Chat(chat) => {
                 state.stats.messages_in.fetch_add(1, Relaxed);
@@ -391,7 +447,7 @@ impl Actor for Room {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 state.chat(chat);
-                if state.load_stream().await {
+                if state.load_stream(&myself, 0).await {
                     state.send_batch(&myself);
                 } else {
                     state.fail_waiting();
@@ -438,13 +494,19 @@ impl RoomState {
     /// Reads the stream's epoch, last id and recent messages if not done
     /// yet. The room waits for this read (it cannot number or replay
     /// anything without it); it happens once per room start.
-    async fn load_stream(&mut self) -> bool {
+    /// `floor`: see [`Streams::head`] (0 when the room knows of no id).
+    async fn load_stream(&mut self, myself: &ActorRef<RoomMsg>, floor: u64) -> bool {
         if self.stream.is_some() {
             return true;
         }
         let keep = self.settings.welcome_history;
         let loaded = async {
-            let head = self.streams.head(&self.name).await?;
+            // Cluster mode: subscribed before the head is read, so that
+            // whatever is published after the read arrives on the channel.
+            if let Some(bus) = self.streams.bus() {
+                bus.subscribe(&self.name, myself.clone()).await?;
+            }
+            let head = self.streams.head(&self.name, floor).await?;
             let latest = self.streams.latest(&self.name, keep).await?;
             Ok::<_, StoreError>((head, latest))
         }
@@ -631,10 +693,9 @@ impl RoomState {
         history: Bytes,
     ) -> String {
         let Author { mut name, user_id } = author;
-        let Some((epoch, last_id)) = self.stream.as_ref().map(|s| (s.epoch.clone(), s.last_id))
-        else {
+        if self.stream.is_none() {
             return name;
-        };
+        }
         if let Some(old) = self.members.remove(&session) {
             // A reconnecting session replaces its stale membership.
             self.forget(session, old);
@@ -644,27 +705,13 @@ impl RoomState {
             let asked = std::mem::replace(&mut name, default_name(session));
             info!(room = %self.name, session, asked = %asked, given = %name, "guest asked for a verified member's name; given its default name");
         }
-        let num_participants = self.members.len() + 1;
-        let participants: Vec<String> = self
-            .members
-            .values()
-            .filter(|m| m.announced)
-            .map(|m| m.name.clone())
-            .take(MAX_PARTICIPANTS_LISTED)
-            .collect();
-        let welcome = Welcome {
-            session_id: session,
-            name: name.clone(),
-            room: self.name.clone(),
-            num_participants: u32::try_from(num_participants).unwrap_or(u32::MAX),
-            participants,
-            limits: self.settings.limits,
-            epoch,
-            last_id,
+        let welcome = self.welcome(
+            session,
+            &name,
+            user_id.as_deref(),
             recovered,
-            user_id: user_id.as_deref().map(str::to_owned),
-            history: Vec::new(),
-        };
+            self.members.len() + 1,
+        );
         if member
             .offer_frame(welcome_frame(&welcome, history))
             .is_err()
@@ -700,6 +747,43 @@ impl RoomState {
         self.presence.joined.push((session, name.clone()));
         self.schedule_presence(myself);
         name
+    }
+
+    /// A member's `welcome`, without its history (see [`welcome_frame`]).
+    /// It lists the announced members; the others arrive in the next
+    /// `room_update`.
+    fn welcome(
+        &self,
+        session: SessionId,
+        name: &str,
+        user_id: Option<&str>,
+        recovered: Option<bool>,
+        num_participants: usize,
+    ) -> Welcome {
+        let (epoch, last_id) = self
+            .stream
+            .as_ref()
+            .map(|s| (s.epoch.clone(), s.last_id))
+            .unwrap_or_default();
+        Welcome {
+            session_id: session,
+            name: name.to_owned(),
+            room: self.name.clone(),
+            num_participants: u32::try_from(num_participants).unwrap_or(u32::MAX),
+            participants: self
+                .members
+                .values()
+                .filter(|m| m.announced)
+                .map(|m| m.name.clone())
+                .take(MAX_PARTICIPANTS_LISTED)
+                .collect(),
+            limits: self.settings.limits,
+            epoch,
+            last_id,
+            recovered,
+            user_id: user_id.map(str::to_owned),
+            history: Vec::new(),
+        }
     }
 
     fn leave(&mut self, myself: &ActorRef<RoomMsg>, session: SessionId) {
@@ -812,23 +896,20 @@ impl RoomState {
         }
         let server_time = unix_millis();
         let take = self.waiting.len().min(MAX_BATCH);
+        if self.streams.bus().is_some() {
+            let floor = stream.last_id;
+            return self.publish_batch(myself, take, server_time, floor);
+        }
         let mut messages = Vec::with_capacity(take);
         for (i, out) in self.waiting.drain(..take).enumerate() {
             let id = stream.last_id + 1 + i as u64;
-            let frame = Bytes::from(
-                ServerFrame::Chat(ChatMessage {
-                    id,
-                    room: self.name.clone(),
-                    author: out.author.name,
-                    user_id: out.author.user_id.as_deref().map(str::to_owned),
-                    text: out.chat.text,
-                    client_id: out.chat.client_id,
-                    sent_at: out.chat.sent_at,
-                    server_time,
-                    calc: out.chat.calc,
-                })
-                .to_json(),
-            );
+            let frame = Bytes::from(chat_frame(
+                &self.name,
+                out.author,
+                out.chat,
+                id,
+                server_time,
+            ));
             self.in_flight
                 .push((out.session, out.received, id, frame.clone()));
             messages.push(Stored {
@@ -848,6 +929,246 @@ impl RoomState {
                 let _ = myself.cast(RoomMsg::Committed(result));
             }),
         });
+    }
+
+    /// Cluster mode: Redis numbers the batch. Each frame is encoded once,
+    /// here, with id 0; the script splices the real id in after
+    /// [`CHAT_PREFIX`], and the frame comes back to every node (this one
+    /// too) on the room's channel.
+    fn publish_batch(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        take: usize,
+        server_time: u64,
+        floor: u64,
+    ) {
+        let mut tails = Vec::with_capacity(take);
+        let batch: Vec<Outgoing> = self.waiting.drain(..take).collect();
+        for out in batch {
+            let frame = chat_frame(&self.name, out.author, out.chat, 0, server_time);
+            let Some(tail) = frame
+                .strip_prefix(CHAT_PREFIX)
+                .and_then(|f| f.strip_prefix('0'))
+            else {
+                // Cannot happen (a unit test pins the encoding); refuse
+                // the message rather than publish a broken frame.
+                error!(room = %self.name, "a chat frame does not start as expected; not published");
+                self.inbox.0.fetch_sub(1, Relaxed);
+                self.unavailable(out.session);
+                continue;
+            };
+            tails.push(Bytes::copy_from_slice(tail.as_bytes()));
+            self.in_flight
+                .push((out.session, out.received, 0, Bytes::new()));
+        }
+        if tails.is_empty() {
+            return;
+        }
+        let myself = myself.clone();
+        self.streams.publish(Publish {
+            room: self.key.clone(),
+            tails,
+            floor,
+            done: Box::new(move |result| {
+                let _ = myself.cast(RoomMsg::Published(result));
+            }),
+        });
+    }
+
+    /// Cluster mode: the batch in flight was published (its messages come
+    /// back on the channel) or failed (its senders are told); then the
+    /// next batch goes.
+    fn published(&mut self, myself: &ActorRef<RoomMsg>, result: Result<u64, StoreError>) {
+        let batch = std::mem::take(&mut self.in_flight);
+        self.inbox.0.fetch_sub(batch.len(), Relaxed);
+        match result {
+            Ok(first_id) => {
+                let delivered = self.stream.as_ref().map_or(0, |s| s.last_id);
+                let upto = first_id + batch.len() as u64 - 1;
+                for (i, (_, received, ..)) in batch.into_iter().enumerate() {
+                    let id = first_id + i as u64;
+                    if id > delivered {
+                        self.received_at.insert(id, received);
+                    }
+                }
+                if upto > delivered {
+                    // Normally back within a millisecond; if the channel
+                    // lost them, the stream has them.
+                    myself.send_after(DELIVERY_GRACE, move || RoomMsg::CheckDelivered { upto });
+                }
+            }
+            Err(e) => {
+                warn!(room = %self.name, error = %e, messages = batch.len(), "messages not published; answering their senders `unavailable`");
+                for (session, ..) in batch {
+                    self.unavailable(session);
+                }
+            }
+        }
+        self.send_batch(myself);
+        if self.is_idle() {
+            self.schedule_idle_check(myself);
+        }
+    }
+
+    /// Cluster mode: a batch from the channel. Delivered in id order; a
+    /// gap before it is read from the stream first.
+    async fn delivered(&mut self, myself: &ActorRef<RoomMsg>, delivery: Delivery) {
+        let Some(stream) = self.stream.as_ref() else {
+            return; // not loaded: the load's head read covers it
+        };
+        if delivery.epoch != stream.epoch {
+            return self.resync(myself).await;
+        }
+        let last_id = stream.last_id;
+        for (i, frame) in delivery.frames.into_iter().enumerate() {
+            let id = delivery.first_id + i as u64;
+            if id > last_id {
+                self.ahead.insert(id, frame);
+            }
+        }
+        self.deliver_ahead(myself).await;
+    }
+
+    /// Broadcasts the frames that continue the room's sequence; if a gap
+    /// is left before the rest, reads it from the stream.
+    async fn deliver_ahead(&mut self, myself: &ActorRef<RoomMsg>) {
+        loop {
+            let Some(stream) = self.stream.as_mut() else {
+                return;
+            };
+            let id = stream.last_id + 1;
+            let Some(frame) = self.ahead.remove(&id) else {
+                break;
+            };
+            stream.last_id = id;
+            stream.recent.push(id, frame.clone());
+            self.stats.last_id.store(id, Relaxed);
+            let received = self.received_at.remove(&id).unwrap_or_else(Instant::now);
+            self.broadcast(myself, &frame, received);
+        }
+        if !self.ahead.is_empty() {
+            self.read_missed(myself, false).await;
+        }
+    }
+
+    /// Reads the messages after the last delivered one from the stream:
+    /// those missing before [`RoomState::ahead`] (a gap) or, to catch up,
+    /// whatever the stream has (`catch_up`, which also checks the epoch).
+    /// Runs while the room goes on; one read at a time.
+    async fn read_missed(&mut self, myself: &ActorRef<RoomMsg>, catch_up: bool) {
+        let Some(stream) = self.stream.as_ref() else {
+            return;
+        };
+        if self.filling {
+            return;
+        }
+        let after = stream.last_id;
+        let missing = match self.ahead.first_key_value() {
+            Some((first, _)) if !catch_up => first - after - 1,
+            _ => self.settings.recover_max as u64 + 1,
+        };
+        if missing > self.settings.recover_max as u64 && !catch_up {
+            // More than a resume would replay: start afresh instead.
+            return self.resync(myself).await;
+        }
+        self.filling = true;
+        self.metrics.cluster.catch_ups.fetch_add(1, Relaxed);
+        let streams = self.streams.clone();
+        let room = self.key.clone();
+        let myself = myself.clone();
+        let limit = usize::try_from(missing).unwrap_or(usize::MAX);
+        tokio::spawn(async move {
+            let head = match catch_up {
+                true => match streams.head(&room, after).await {
+                    Ok(head) => Some(head),
+                    Err(e) => {
+                        let _ = myself.cast(RoomMsg::Filled {
+                            head: None,
+                            read: Err(e),
+                        });
+                        return;
+                    }
+                },
+                false => None,
+            };
+            let read = streams.after(&room, after, limit).await;
+            let _ = myself.cast(RoomMsg::Filled { head, read });
+        });
+    }
+
+    /// A read of missed messages is back: deliver what now continues the
+    /// sequence. A hole the stream cannot fill (trimmed, expired) or a new
+    /// epoch means the members' view cannot be completed: resync.
+    async fn filled(
+        &mut self,
+        myself: &ActorRef<RoomMsg>,
+        head: Option<Head>,
+        read: Result<Vec<Stored>, StoreError>,
+    ) {
+        self.filling = false;
+        let Some(stream) = self.stream.as_ref() else {
+            return;
+        };
+        if head.as_ref().is_some_and(|h| h.epoch != stream.epoch) {
+            return self.resync(myself).await;
+        }
+        let messages = match read {
+            Ok(messages) => messages,
+            Err(e) => {
+                warn!(room = %self.name, error = %e, "cannot read missed messages from the stream; retrying in a second");
+                myself.send_after(Duration::from_secs(1), || RoomMsg::CatchUp);
+                return;
+            }
+        };
+        let last_id = stream.last_id;
+        let too_many = messages.len() > self.settings.recover_max;
+        for m in messages.into_iter().filter(|m| m.id > last_id) {
+            self.ahead.entry(m.id).or_insert(m.frame);
+        }
+        let hole = !self.ahead.is_empty() && !self.ahead.contains_key(&(last_id + 1));
+        if too_many || hole {
+            return self.resync(myself).await;
+        }
+        self.deliver_ahead(myself).await;
+    }
+
+    /// Cluster mode: the members' sequence cannot be continued (the stream
+    /// was lost and has a new epoch, or a gap is gone from it). Every
+    /// member gets a fresh `welcome` with `recovered: false` and the
+    /// stream's recent history, as a resume from a lost stream would.
+    async fn resync(&mut self, myself: &ActorRef<RoomMsg>) {
+        self.metrics.cluster.resyncs.fetch_add(1, Relaxed);
+        warn!(room = %self.name, members = self.members.len(), "the room's stream was lost or has a gap it no longer holds; members get a fresh welcome (recovered: false)");
+        self.ahead.clear();
+        self.received_at.clear();
+        let floor = self.stream.take().map_or(0, |s| s.last_id);
+        if !self.load_stream(myself, floor).await {
+            return;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        let history = stream.recent.welcome_history();
+        let sessions: Vec<SessionId> = self.members.keys().copied().collect();
+        for session in sessions {
+            let Some(member) = self.members.get(&session) else {
+                continue;
+            };
+            let welcome = self.welcome(
+                session,
+                &member.name,
+                member.user_id.as_deref(),
+                Some(false),
+                self.members.len(),
+            );
+            if member
+                .handle
+                .offer_frame(welcome_frame(&welcome, history.clone()))
+                .is_ok()
+            {
+                self.metrics.outbound_queue_depth.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// The batch in flight is committed (broadcast it) or failed (tell
@@ -1047,6 +1368,22 @@ impl RoomState {
             generation,
         });
     }
+}
+
+/// A chat's frame, encoded once for every member (and the stream).
+fn chat_frame(room: &str, author: Author, chat: ChatIn, id: u64, server_time: u64) -> String {
+    ServerFrame::Chat(ChatMessage {
+        id,
+        room: room.to_owned(),
+        author: author.name,
+        user_id: author.user_id.as_deref().map(str::to_owned),
+        text: chat.text,
+        client_id: chat.client_id,
+        sent_at: chat.sent_at,
+        server_time,
+        calc: chat.calc,
+    })
+    .to_json()
 }
 
 /// A `welcome` as parts: its own head, the shared `history` array, and the

@@ -84,6 +84,8 @@ pub enum StartError {
     Storage(#[from] OpenError),
     #[error("authentication: {0}")]
     Auth(#[from] AuthError),
+    #[error("cluster mode: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// A server that is accepting connections.
@@ -112,7 +114,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
-    let streams = open_storage(&config, metrics.clone()).await?;
+    let streams = match &config.cluster.redis_url {
+        Some(url) => {
+            let (conn, bus) = crate::cluster::connect(url, metrics.clone()).await?;
+            let node = config
+                .cluster
+                .node_name
+                .clone()
+                .unwrap_or_else(|| default_node_name(addr));
+            info!(node = %node, redis = %redacted_url(url), "cluster mode: rooms, order and history shared through Redis");
+            Streams::redis(conn, bus, &config.cluster, metrics.clone())
+        }
+        None => open_storage(&config, metrics.clone()).await?,
+    };
     let max_frame_bytes = u32::try_from(config.max_frame_bytes).unwrap_or(u32::MAX);
     let limits = Limits {
         max_text_chars: MAX_TEXT_CHARS as u32,
@@ -183,6 +197,26 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let serve = tokio::spawn(listener::serve(listener, app, state.clone()));
     info!(%addr, max_connections, "listening");
     Ok(RunningServer { addr, state, serve })
+}
+
+/// This node's name unless `--node-name` says otherwise: host name and port.
+fn default_node_name(addr: SocketAddr) -> String {
+    let host = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    format!("{host}:{}", addr.port())
+}
+
+/// A Redis URL without its password, for logs.
+fn redacted_url(url: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| {
+        rest.rsplit_once('@')
+            .map(|(_, host)| format!("{scheme}://***@{host}"))
+    }) {
+        Some(redacted) => redacted,
+        None => url.to_owned(),
+    }
 }
 
 /// Opens the room streams off the runtime's workers (creating the data

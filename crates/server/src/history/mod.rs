@@ -16,6 +16,10 @@
 //!   through one writer thread that commits everything queued in one
 //!   transaction ([`writer`]); reads run on Tokio's blocking pool. Never on
 //!   a Tokio worker.
+//! - [`redis_streams`] (cluster mode): streams in Redis, shared by every
+//!   node. There the ids come from Redis, not from the room: a room hands
+//!   its batch to [`Streams::publish`] and broadcasts what comes back on
+//!   its channel (see `crate::cluster`).
 //!
 //! Policy (persist, then broadcast): a room hands a batch to
 //! [`RoomStreams::append`] and broadcasts it only when told it was
@@ -24,6 +28,7 @@
 
 mod memory;
 mod recent;
+mod redis_streams;
 mod retention;
 mod sqlite;
 mod writer;
@@ -37,6 +42,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub(crate) use recent::{Recent, json_array};
+pub(crate) use redis_streams::{CHAT_PREFIX, Publish, channel, room_of};
 pub(crate) use retention::spawn_retention;
 
 /// One stored message: its id, when it was stored, and its `chat` frame.
@@ -177,6 +183,7 @@ pub(crate) trait RoomStreams: Send + Sync + 'static {
 enum Backend {
     Memory(memory::MemoryStreams),
     Sqlite(sqlite::SqliteStreams),
+    Redis(redis_streams::RedisStreams),
 }
 
 /// The configured backend, shared by every room and connection.
@@ -257,14 +264,67 @@ impl Streams {
         })
     }
 
-    pub(crate) fn health(&self) -> &Health {
-        &self.health
+    /// Cluster mode: streams in Redis, numbered by Redis.
+    pub(crate) fn redis(
+        conn: redis::aio::ConnectionManager,
+        bus: crate::cluster::Bus,
+        config: &crate::cluster::ClusterConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Streams {
+        let health = Arc::new(Health::default());
+        Streams {
+            backend: Arc::new(Backend::Redis(redis_streams::RedisStreams::new(
+                conn,
+                bus,
+                config,
+                metrics,
+                health.clone(),
+            ))),
+            health,
+            retention: Retention {
+                max_per_room: Some(config.redis_history_per_room),
+                max_age: Some(config.history_ttl()),
+            },
+        }
     }
 
-    pub(crate) async fn head(&self, room: &str) -> Result<Head, StoreError> {
+    /// Why the streams cannot take messages now, for `/readyz`: failing
+    /// writes, or (cluster mode) a pub/sub connection that is down.
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let bus = match &*self.backend {
+            Backend::Redis(b) => b.bus().problem(),
+            _ => None,
+        };
+        self.health.problem().into_iter().chain(bus).collect()
+    }
+
+    /// The cluster's pub/sub bus, if the streams are shared through Redis:
+    /// then ids come from Redis ([`Streams::publish`]), not from the room.
+    pub(crate) fn bus(&self) -> Option<&crate::cluster::Bus> {
+        match &*self.backend {
+            Backend::Redis(b) => Some(b.bus()),
+            _ => None,
+        }
+    }
+
+    /// Cluster mode: numbers, stores and publishes a batch (see
+    /// [`Publish`]). Without Redis (cannot happen: rooms check [`Streams::bus`]
+    /// first) the batch fails.
+    pub(crate) fn publish(&self, publish: Publish) {
+        match &*self.backend {
+            Backend::Redis(b) => b.publish(publish),
+            _ => (publish.done)(Err(StoreError::Stopped)),
+        }
+    }
+
+    /// `floor`: the newest id the caller has seen. A shared stream that
+    /// Redis lost is recreated (new epoch) continuing after it, so ids are
+    /// not handed out twice; a local stream never loses its last id.
+    pub(crate) async fn head(&self, room: &str, floor: u64) -> Result<Head, StoreError> {
         match &*self.backend {
             Backend::Memory(b) => b.head(room).await,
             Backend::Sqlite(b) => b.head(room).await,
+            Backend::Redis(b) => b.head(room, floor).await,
         }
     }
 
@@ -272,6 +332,7 @@ impl Streams {
         match &*self.backend {
             Backend::Memory(b) => b.latest(room, n).await,
             Backend::Sqlite(b) => b.latest(room, n).await,
+            Backend::Redis(b) => b.latest(room, n).await,
         }
     }
 
@@ -284,6 +345,7 @@ impl Streams {
         match &*self.backend {
             Backend::Memory(b) => b.after(room, after, limit).await,
             Backend::Sqlite(b) => b.after(room, after, limit).await,
+            Backend::Redis(b) => b.after(room, after, limit).await,
         }
     }
 
@@ -296,6 +358,7 @@ impl Streams {
         match &*self.backend {
             Backend::Memory(b) => b.before(room, before, limit).await,
             Backend::Sqlite(b) => b.before(room, before, limit).await,
+            Backend::Redis(b) => b.before(room, before, limit).await,
         }
     }
 
@@ -304,6 +367,8 @@ impl Streams {
         match &*self.backend {
             Backend::Memory(b) => b.append(append),
             Backend::Sqlite(b) => b.append(append),
+            // Rooms publish instead (they check `bus()`).
+            Backend::Redis(_) => (append.done)(Err(StoreError::Stopped)),
         }
     }
 
@@ -311,6 +376,7 @@ impl Streams {
         match &*self.backend {
             Backend::Memory(b) => b.trim(self.retention).await,
             Backend::Sqlite(b) => b.trim(self.retention).await,
+            Backend::Redis(b) => b.trim(self.retention).await,
         }
     }
 }

@@ -343,7 +343,7 @@ mod tests {
         let dir = temp_dir("reopen");
         let epoch = {
             let streams = Streams::open(&config(&dir), Arc::default()).unwrap();
-            let head = streams.head("r").await.unwrap();
+            let head = streams.head("r", 0).await.unwrap();
             assert_eq!(head.last_id, 0);
             append(&streams, "r", 1..=3, 10).await;
             append(&streams, "r", 4..=7, 11).await;
@@ -351,7 +351,7 @@ mod tests {
             head.epoch
         };
         let streams = Streams::open(&config(&dir), Arc::default()).unwrap();
-        let head = streams.head("r").await.unwrap();
+        let head = streams.head("r", 0).await.unwrap();
         assert_eq!(head, Head { epoch, last_id: 7 });
         assert_eq!(ids(&streams.latest("r", 2).await.unwrap()), [6, 7]);
         assert_eq!(ids(&streams.after("r", 5, 10).await.unwrap()), [6, 7]);
@@ -368,9 +368,9 @@ mod tests {
         }
         assert_eq!(seen, [1, 2, 3, 4, 5, 6, 7]);
         // Another room's stream is separate, with its own epoch.
-        let other = streams.head("other").await.unwrap();
+        let other = streams.head("other", 0).await.unwrap();
         assert_eq!(other.last_id, 2);
-        assert_ne!(other.epoch, streams.head("r").await.unwrap().epoch);
+        assert_ne!(other.epoch, streams.head("r", 0).await.unwrap().epoch);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -378,7 +378,7 @@ mod tests {
     async fn a_duplicate_id_fails_the_batch_and_writes_nothing_of_it() {
         let dir = temp_dir("dup");
         let streams = Streams::open(&config(&dir), Arc::default()).unwrap();
-        streams.head("r").await.unwrap();
+        streams.head("r", 0).await.unwrap();
         append(&streams, "r", 1..=2, 1).await;
         let (tx, rx) = oneshot::channel();
         streams.append(Append {
@@ -396,10 +396,10 @@ mod tests {
             }),
         });
         assert!(matches!(rx.await.unwrap(), Err(StoreError::Write(_))));
-        assert!(streams.health().problem().is_some());
+        assert!(!streams.problems().is_empty());
         assert_eq!(ids(&streams.latest("r", 10).await.unwrap()), [1, 2]);
         append(&streams, "r", 3..=3, 1).await;
-        assert!(streams.health().problem().is_none());
+        assert!(streams.problems().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -408,7 +408,7 @@ mod tests {
         let dir = temp_dir("trim");
         let mut config = config(&dir);
         let streams = Streams::open(&config, Arc::default()).unwrap();
-        streams.head("r").await.unwrap();
+        streams.head("r", 0).await.unwrap();
         let now = crate::clock::unix_millis();
         append(&streams, "r", 1..=2500, now - 3_600_000).await;
         append(&streams, "r", 2501..=3000, now).await;
@@ -435,7 +435,7 @@ mod tests {
         while streams.trim().await.unwrap() > 0 {}
         assert_eq!(ids(&streams.after("r", 0, 1).await.unwrap()), [2501]);
         // The last id survives trimming.
-        assert_eq!(streams.head("r").await.unwrap().last_id, 3000);
+        assert_eq!(streams.head("r", 0).await.unwrap().last_id, 3000);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod raw;
+pub mod redis_server;
 
 use std::net::SocketAddr;
 use std::time::Duration;

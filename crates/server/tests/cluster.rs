@@ -1,0 +1,284 @@
+//! Cluster mode: nodes sharing rooms through a private Redis (see
+//! `common::redis_server`): one order per room across nodes, history and
+//! resume from the Redis stream, a gap filled from it, Redis stopped and
+//! restarted with and without persistence.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use actorchat::{Config, RunningServer};
+use actorchat_protocol::{ChatFrame, ChatMessage, ErrorCode, ServerFrame, Since};
+use common::redis_server::RedisServer;
+use common::{Client, config, http_get, server};
+
+fn node(redis: &RedisServer) -> Config {
+    let mut cfg = config();
+    cfg.cluster.redis_url = Some(redis.url());
+    cfg
+}
+
+async fn nodes(redis: &RedisServer) -> (RunningServer, RunningServer) {
+    (server(node(redis)).await, server(node(redis)).await)
+}
+
+/// The next `n` chats a client receives.
+async fn chats(client: &mut Client, n: usize) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.push(client.next_chat().await);
+    }
+    out
+}
+
+fn ids(history: &[ChatFrame]) -> Vec<u64> {
+    history.iter().map(|ChatFrame::Chat(m)| m.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_two_nodes_see_one_order() {
+    let Some(redis) = RedisServer::start("members_on_two_nodes_see_one_order", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "lobby").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "lobby").await;
+    assert_eq!(
+        ada.welcome.epoch, bob.welcome.epoch,
+        "one stream, one epoch"
+    );
+    // Both write at once, each from its own node.
+    for i in 0..15 {
+        ada.chat(&format!("a{i}")).await;
+        bob.chat(&format!("b{i}")).await;
+    }
+    let seen_by_ada = chats(&mut ada, 30).await;
+    let seen_by_bob = chats(&mut bob, 30).await;
+    let key = |m: &ChatMessage| (m.id, m.author.clone(), m.text.clone());
+    assert_eq!(
+        seen_by_ada.iter().map(key).collect::<Vec<_>>(),
+        seen_by_bob.iter().map(key).collect::<Vec<_>>(),
+        "both members see the same sequence"
+    );
+    let ids: Vec<u64> = seen_by_ada.iter().map(|m| m.id).collect();
+    assert_eq!(ids, (1..=30).collect::<Vec<_>>(), "no gap, no repeat");
+    for (author, prefix) in [("Ada", 'a'), ("Bob", 'b')] {
+        let texts: Vec<&str> = seen_by_ada
+            .iter()
+            .filter(|m| m.author == author)
+            .map(|m| m.text.as_str())
+            .collect();
+        let sent: Vec<String> = (0..15).map(|i| format!("{prefix}{i}")).collect();
+        assert_eq!(texts, sent, "{author}'s messages in the order sent");
+    }
+    assert!(common::metric(a.local_addr(), "actorchat_cluster_subscribed_channels").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_resume_and_scroll_back_come_from_the_shared_stream() {
+    let Some(redis) = RedisServer::start("history_resume_and_scroll_back", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "archive").await;
+    for i in 0..30 {
+        ada.chat(&format!("m{i}")).await;
+    }
+    let sent = chats(&mut ada, 30).await;
+    let epoch = ada.welcome.epoch.clone();
+
+    // A plain join on the other node: the latest history, the same ids.
+    let grace = Client::connect(b.local_addr(), "Grace", "archive").await;
+    assert_eq!(grace.welcome.epoch, epoch);
+    assert_eq!(grace.welcome.last_id, 30);
+    assert_eq!(ids(&grace.welcome.history), (1..=30).collect::<Vec<_>>());
+
+    // A resume on the other node: exactly what followed id 10.
+    let since = Since {
+        id: 10,
+        epoch: epoch.clone(),
+    };
+    let back = Client::resume(b.local_addr(), "Ada2", "archive", &since).await;
+    assert_eq!(back.welcome.recovered, Some(true));
+    assert_eq!(ids(&back.welcome.history), (11..=30).collect::<Vec<_>>());
+    let ChatFrame::Chat(first) = &back.welcome.history[0];
+    assert_eq!(first.text, sent[10].text);
+
+    // From another epoch: not recovered.
+    let lost = Since {
+        id: 10,
+        epoch: "another-epoch".into(),
+    };
+    let stale = Client::resume(b.local_addr(), "Ada3", "archive", &lost).await;
+    assert_eq!(stale.welcome.recovered, Some(false));
+
+    // Scroll-back over HTTP, served by the node that did not store them.
+    let (status, body) =
+        http_get(b.local_addr(), "/rooms/archive/messages?before=11&limit=5").await;
+    assert_eq!(status, 200, "{body}");
+    let page: ServerFrame = serde_json::from_str(&body).unwrap();
+    let ServerFrame::History(page) = page else {
+        panic!("not a history page: {body}");
+    };
+    assert_eq!(ids(&page.messages), [6, 7, 8, 9, 10]);
+    assert!(page.has_more);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gap_on_the_channel_is_filled_from_the_stream() {
+    let Some(redis) = RedisServer::start("a_gap_on_the_channel_is_filled", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "gaps").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "gaps").await;
+    ada.chat("one").await;
+    for client in [&mut ada, &mut bob] {
+        assert_eq!(chats(client, 1).await[0].id, 1);
+    }
+
+    // Message 2 reaches the stream but never the channel, as if pub/sub
+    // had dropped it.
+    let lost = ServerFrame::Chat(ChatMessage {
+        id: 2,
+        room: "gaps".into(),
+        author: "Ghost".into(),
+        user_id: None,
+        text: "never published".into(),
+        client_id: None,
+        sent_at: None,
+        server_time: 1,
+        calc: None,
+    })
+    .to_json();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::pipe()
+        .cmd("XADD")
+        .arg("ac:{r:gaps}:log")
+        .arg("2-0")
+        .arg("f")
+        .arg(&lost)
+        .ignore()
+        .cmd("HSET")
+        .arg("ac:{r:gaps}:meta")
+        .arg("t")
+        .arg(2)
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    ada.chat("three").await;
+    for client in [&mut ada, &mut bob] {
+        let got = chats(client, 2).await;
+        assert_eq!(
+            got.iter()
+                .map(|m| (m.id, m.text.as_str()))
+                .collect::<Vec<_>>(),
+            [(2, "never published"), (3, "three")]
+        );
+    }
+    assert!(common::metric(b.local_addr(), "actorchat_cluster_catch_ups_total").await >= 1.0);
+}
+
+/// Waits until `/readyz` answers `status`.
+async fn ready_becomes(node: &RunningServer, status: u16) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (got, body) = http_get(node.local_addr(), "/readyz").await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz stayed {got}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The next error frame's code, skipping others.
+async fn next_error(client: &mut Client) -> ErrorCode {
+    client
+        .next_matching(|f| match f {
+            ServerFrame::Error(e) => Some(e.code),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_refuses_chat_and_a_persistent_restart_continues_the_stream() {
+    let Some(mut redis) = RedisServer::start("redis_down_persistent", true) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "outage").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "outage").await;
+    ada.chat("before").await;
+    assert_eq!(chats(&mut bob, 1).await[0].id, 1);
+    let epoch = bob.welcome.epoch.clone();
+
+    redis.kill();
+    ada.chat("while down").await;
+    assert_eq!(next_error(&mut ada).await, ErrorCode::Unavailable);
+    let body = ready_becomes(&a, 503).await;
+    assert!(body.contains("Redis"), "{body}");
+
+    redis.restart();
+    ready_becomes(&a, 200).await;
+    ready_becomes(&b, 200).await;
+    // The connections stayed open; the stream and its epoch survived.
+    ada.chat("after").await;
+    for client in [&mut ada, &mut bob] {
+        let m = client.next_chat().await;
+        assert_eq!(
+            (m.id, m.text.as_str()),
+            (2, "after"),
+            "nothing of the outage was broadcast"
+        );
+    }
+    let late = Client::connect(b.local_addr(), "Late", "outage").await;
+    assert_eq!(late.welcome.epoch, epoch);
+    assert_eq!(ids(&late.welcome.history), [1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_gives_members_a_fresh_welcome_not_recovered() {
+    let Some(mut redis) = RedisServer::start("redis_restarted_empty", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "amnesia").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "amnesia").await;
+    ada.chat("before").await;
+    assert_eq!(chats(&mut bob, 1).await[0].id, 1);
+    let old_epoch = bob.welcome.epoch.clone();
+
+    redis.restart();
+    // When the nodes reconnect they find the stream gone: every member is
+    // told it cannot be recovered, with the stream's new epoch.
+    for client in [&mut ada, &mut bob] {
+        let welcome = client
+            .next_matching(|f| match f {
+                ServerFrame::Welcome(w) => Some(w),
+                _ => None,
+            })
+            .await;
+        assert_eq!(welcome.recovered, Some(false));
+        assert_ne!(welcome.epoch, old_epoch);
+        assert!(welcome.last_id >= 1, "ids continue after the lost stream's");
+        client.welcome = welcome;
+    }
+    assert_eq!(ada.welcome.epoch, bob.welcome.epoch);
+    ready_becomes(&a, 200).await;
+    ada.chat("after").await;
+    for client in [&mut ada, &mut bob] {
+        let m = client.next_chat().await;
+        assert_eq!(m.text, "after");
+        assert!(m.id > 1, "ids are not handed out twice");
+    }
+    assert!(common::metric(a.local_addr(), "actorchat_cluster_resyncs_total").await >= 1.0);
+}

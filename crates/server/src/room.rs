@@ -46,7 +46,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tracing::{error, info, warn};
 
 use crate::clock::unix_millis;
-use crate::cluster::Delivery;
+use crate::cluster::{Delivery, PresenceNote};
 use crate::history::{
     Append, CHAT_PREFIX, Head, Publish, Recent, StoreError, Stored, Streams, json_array,
 };
@@ -115,6 +115,8 @@ pub enum RoomMsg {
     /// Cluster mode: timer after a publish; if its messages have not come
     /// back on the channel by now, read them from the stream.
     CheckDelivered { upto: u64 },
+    /// Cluster mode: another node's members of this room changed.
+    Presence(PresenceNote),
     /// Remove a member that left or disconnected.
     Leave { session: SessionId },
     /// Broadcast a chat message from a member. Counted in the room's
@@ -266,6 +268,9 @@ pub struct RoomState {
     /// Cluster mode: when this room received its own published messages
     /// not yet delivered, by id (the start of their delivery latency).
     received_at: HashMap<u64, Instant>,
+    /// Cluster mode: the room's members on other nodes, by node: their
+    /// count and names (see `crate::cluster::presence`).
+    remote: HashMap<String, PresenceNote>,
     inbox: Arc<RoomInbox>,
     settings: Arc<RoomSettings>,
     metrics: Arc<Metrics>,
@@ -360,6 +365,7 @@ impl Actor for Room {
             ahead: BTreeMap::new(),
             filling: false,
             received_at: HashMap::new(),
+            remote: HashMap::new(),
             inbox: args.inbox,
             settings: args.settings,
             metrics: args.metrics,
@@ -394,8 +400,8 @@ impl Actor for Room {
         myself: ActorRef<RoomMsg>,
         state: &mut RoomState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(bus) = state.streams.bus() {
-            bus.unsubscribe(&state.name, myself.get_id());
+        if let Some(cluster) = state.streams.cluster() {
+            cluster.bus.unsubscribe(&state.name, myself.get_id());
         }
         Ok(())
     }
@@ -440,6 +446,7 @@ impl Actor for Room {
                     state.read_missed(&myself, true).await;
                 }
             }
+            RoomMsg::Presence(note) => state.remote_presence(&myself, note),
             RoomMsg::Leave { session } => state.leave(&myself, session),
             RoomMsg::Chat(chat) => {
                 state.stats.messages_in.fetch_add(1, Relaxed);
@@ -501,10 +508,18 @@ impl RoomState {
         }
         let keep = self.settings.welcome_history;
         let loaded = async {
-            // Cluster mode: subscribed before the head is read, so that
-            // whatever is published after the read arrives on the channel.
-            if let Some(bus) = self.streams.bus() {
-                bus.subscribe(&self.name, myself.clone()).await?;
+            // Cluster mode: subscribed before the head (and the other
+            // nodes' presence) is read, so that whatever is published after
+            // the read arrives on the channel.
+            if let Some(cluster) = self.streams.cluster() {
+                cluster.bus.subscribe(&self.name, myself.clone()).await?;
+                self.remote = cluster
+                    .presence
+                    .others(&self.name)
+                    .await
+                    .into_iter()
+                    .map(|note| (note.node.clone(), note))
+                    .collect();
             }
             let head = self.streams.head(&self.name, floor).await?;
             let latest = self.streams.latest(&self.name, keep).await?;
@@ -710,7 +725,7 @@ impl RoomState {
             &name,
             user_id.as_deref(),
             recovered,
-            self.members.len() + 1,
+            self.participants() + 1,
         );
         if member
             .offer_frame(welcome_frame(&welcome, history))
@@ -775,6 +790,7 @@ impl RoomState {
                 .values()
                 .filter(|m| m.announced)
                 .map(|m| m.name.clone())
+                .chain(self.remote.values().flat_map(|n| n.names.iter().cloned()))
                 .take(MAX_PARTICIPANTS_LISTED)
                 .collect(),
             limits: self.settings.limits,
@@ -896,7 +912,7 @@ impl RoomState {
         }
         let server_time = unix_millis();
         let take = self.waiting.len().min(MAX_BATCH);
-        if self.streams.bus().is_some() {
+        if self.streams.cluster().is_some() {
             let floor = stream.last_id;
             return self.publish_batch(myself, take, server_time, floor);
         }
@@ -1159,7 +1175,7 @@ impl RoomState {
                 &member.name,
                 member.user_id.as_deref(),
                 Some(false),
-                self.members.len(),
+                self.participants(),
             );
             if member
                 .handle
@@ -1323,14 +1339,83 @@ impl RoomState {
             }
         }
         let cap = MAX_NAMES_PER_UPDATE;
-        let update = ServerFrame::RoomUpdate(RoomUpdate {
+        let update = RoomUpdate {
             room: self.name.clone(),
-            num_participants: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+            num_participants: u32::try_from(self.participants()).unwrap_or(u32::MAX),
             joined: joined.into_iter().map(|(_, n)| n).take(cap).collect(),
             left: self.presence.left.drain(..).take(cap).collect(),
             renamed: self.presence.renamed.drain(..).take(cap).collect(),
-        });
+        };
         self.presence.last_flush = Some(Instant::now());
+        if let Some(cluster) = self.streams.cluster() {
+            cluster.presence.announce(
+                &self.name,
+                PresenceNote {
+                    node: cluster.presence.node.to_string(),
+                    count: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+                    names: self
+                        .members
+                        .values()
+                        .filter(|m| m.announced)
+                        .map(|m| m.name.clone())
+                        .take(MAX_PARTICIPANTS_LISTED)
+                        .collect(),
+                    joined: update.joined.clone(),
+                    left: update.left.clone(),
+                    renamed: update.renamed.clone(),
+                },
+            );
+        }
+        let frame = ServerFrame::RoomUpdate(update).to_json();
+        self.broadcast(myself, &Bytes::from(frame), Instant::now());
+    }
+
+    /// Everyone in the room: this node's members and (cluster mode) the
+    /// other nodes'.
+    fn participants(&self) -> usize {
+        self.members.len()
+            + self
+                .remote
+                .values()
+                .map(|n| n.count as usize)
+                .sum::<usize>()
+    }
+
+    /// Cluster mode: another node's members changed (or it died and the
+    /// reaper reports them gone). Its change goes to this node's members
+    /// at once: the other node has already coalesced it.
+    fn remote_presence(&mut self, myself: &ActorRef<RoomMsg>, note: PresenceNote) {
+        let PresenceNote {
+            node,
+            count,
+            names,
+            joined,
+            left,
+            renamed,
+        } = note;
+        if count == 0 {
+            self.remote.remove(&node);
+        } else {
+            self.remote.insert(
+                node.clone(),
+                PresenceNote {
+                    node,
+                    count,
+                    names,
+                    ..PresenceNote::default()
+                },
+            );
+        }
+        if self.members.is_empty() || (joined.is_empty() && left.is_empty() && renamed.is_empty()) {
+            return;
+        }
+        let update = ServerFrame::RoomUpdate(RoomUpdate {
+            room: self.name.clone(),
+            num_participants: u32::try_from(self.participants()).unwrap_or(u32::MAX),
+            joined,
+            left,
+            renamed,
+        });
         self.broadcast(myself, &Bytes::from(update.to_json()), Instant::now());
     }
 

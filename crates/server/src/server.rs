@@ -116,14 +116,15 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let metrics = Arc::new(Metrics::default());
     let streams = match &config.cluster.redis_url {
         Some(url) => {
-            let (conn, bus) = crate::cluster::connect(url, metrics.clone()).await?;
             let node = config
                 .cluster
                 .node_name
                 .clone()
                 .unwrap_or_else(|| default_node_name(addr));
-            info!(node = %node, redis = %redacted_url(url), "cluster mode: rooms, order and history shared through Redis");
-            Streams::redis(conn, bus, &config.cluster, metrics.clone())
+            let (conn, cluster) =
+                crate::cluster::connect(&config.cluster, url, &node, metrics.clone()).await?;
+            info!(node = %node, redis = %redacted_url(url), "cluster mode: rooms, order, presence and history shared through Redis");
+            Streams::redis(conn, cluster, &config.cluster, metrics.clone())
         }
         None => open_storage(&config, metrics.clone()).await?,
     };

@@ -282,3 +282,47 @@ async fn redis_restarted_empty_gives_members_a_fresh_welcome_not_recovered() {
     }
     assert!(common::metric(a.local_addr(), "actorchat_cluster_resyncs_total").await >= 1.0);
 }
+
+/// The next `room_update` that satisfies `ok`.
+async fn update_where(
+    client: &mut Client,
+    ok: impl Fn(&actorchat_protocol::RoomUpdate) -> bool,
+) -> actorchat_protocol::RoomUpdate {
+    client
+        .next_matching(|f| match f {
+            ServerFrame::RoomUpdate(u) if ok(&u) => Some(u),
+            _ => None,
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_the_nodes() {
+    let Some(redis) = RedisServer::start("presence_spans_the_nodes", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "hall").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "hall").await;
+    // Ada hears Bob join on the other node, and both count two.
+    update_where(&mut ada, |u| {
+        u.joined.contains(&"Bob".to_owned()) && u.num_participants == 2
+    })
+    .await;
+    if bob.welcome.num_participants != 2 {
+        update_where(&mut bob, |u| u.num_participants == 2).await;
+    }
+    // A third member, on Bob's node, finds everyone counted and Ada listed.
+    let carol = Client::connect(b.local_addr(), "Carol", "hall").await;
+    assert_eq!(carol.welcome.num_participants, 3);
+    assert!(
+        carol.welcome.participants.contains(&"Ada".to_owned()),
+        "{:?}",
+        carol.welcome.participants
+    );
+    update_where(&mut ada, |u| u.num_participants == 3).await;
+    // Bob leaves: Ada, on the other node, hears it.
+    drop(bob);
+    let left = update_where(&mut ada, |u| u.left.contains(&"Bob".to_owned())).await;
+    assert_eq!(left.num_participants, 2);
+}

@@ -24,6 +24,7 @@ use ractor::{ActorId, ActorRef};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use super::PresenceNote;
 use crate::history::{StoreError, channel, room_of};
 use crate::metrics::Metrics;
 use crate::room::RoomMsg;
@@ -82,6 +83,9 @@ pub(crate) struct Bus {
 }
 
 struct Inner {
+    /// This node: its own presence notes come back on the channel and are
+    /// not news to it.
+    node: Arc<str>,
     /// The actor each subscribed room's messages go to.
     routes: Mutex<HashMap<String, ActorRef<RoomMsg>>>,
     commands: mpsc::UnboundedSender<Command>,
@@ -101,9 +105,10 @@ enum Command {
 
 impl Bus {
     /// Starts the bus task; it connects (and reconnects) on its own.
-    pub(crate) fn start(client: redis::Client, metrics: Arc<Metrics>) -> Bus {
+    pub(crate) fn start(client: redis::Client, metrics: Arc<Metrics>, node: Arc<str>) -> Bus {
         let (commands, receiver) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
+            node,
             routes: Mutex::new(HashMap::new()),
             commands,
             connected: AtomicBool::new(false),
@@ -190,17 +195,34 @@ impl Inner {
         let Some(room) = room_of(msg.get_channel_name()) else {
             return;
         };
-        let Some(delivery) = Delivery::parse(Bytes::copy_from_slice(msg.get_payload_bytes()))
-        else {
-            warn!(
-                room,
-                "unreadable message on a room's channel; ignored (a gap check will fetch it from the stream)"
-            );
-            return;
+        let payload = msg.get_payload_bytes();
+        let message = if payload.starts_with(b"p ") {
+            match PresenceNote::decode(payload) {
+                Some(note) if *note.node == *self.node => return,
+                Some(note) => RoomMsg::Presence(note),
+                None => {
+                    warn!(
+                        room,
+                        "unreadable presence note on a room's channel; ignored"
+                    );
+                    return;
+                }
+            }
+        } else {
+            match Delivery::parse(Bytes::copy_from_slice(payload)) {
+                Some(delivery) => RoomMsg::Delivered(delivery),
+                None => {
+                    warn!(
+                        room,
+                        "unreadable message on a room's channel; ignored (a gap check will fetch it from the stream)"
+                    );
+                    return;
+                }
+            }
         };
         let routes = self.routes();
         if let Some(actor) = routes.get(room)
-            && actor.cast(RoomMsg::Delivered(delivery)).is_err()
+            && actor.cast(message).is_err()
         {
             // The room stopped without unsubscribing (it panicked).
             self.drop_route(routes, room);

@@ -15,13 +15,16 @@
 //!   the channel like everyone else's, so every node delivers one sequence.
 
 pub(crate) mod bus;
+pub(crate) mod presence;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub(crate) use bus::{Bus, Delivery};
+pub(crate) use presence::{Presence, PresenceNote};
 
 /// Cluster options (all unset: a single node).
 #[derive(Debug, Clone, Default, Args)]
@@ -54,6 +57,16 @@ pub struct ClusterConfig {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub redis_history_ttl_secs: u64,
+
+    /// Cluster mode: a node silent this long is dead; its members are
+    /// removed from every room's presence (and the rooms hear they left).
+    #[arg(
+        long,
+        env = "ACTORCHAT_NODE_TTL_SECS",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(2..=3600)
+    )]
+    pub node_ttl_secs: u64,
 }
 
 impl ClusterConfig {
@@ -77,28 +90,44 @@ pub enum ClusterError {
 /// answered `unavailable`).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Opens the command connection (with its own reconnects) and starts the
-/// pub/sub bus.
+/// What a room needs of the cluster: the pub/sub bus and presence.
+#[derive(Clone)]
+pub(crate) struct Cluster {
+    pub bus: Bus,
+    pub presence: Presence,
+}
+
+/// Opens the command connection (with its own reconnects), starts the
+/// pub/sub bus and the node's heartbeat.
 pub(crate) async fn connect(
+    config: &ClusterConfig,
     url: &str,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-) -> Result<(ConnectionManager, Bus), ClusterError> {
+    node: &str,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Result<(ConnectionManager, Cluster), ClusterError> {
     let client = redis::Client::open(url).map_err(|e| ClusterError::Url {
         url: url.to_owned(),
         reason: e.to_string(),
     })?;
-    let config = ConnectionManagerConfig::new()
+    let manager = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
     let conn = client
-        .get_connection_manager_with_config(config)
+        .get_connection_manager_with_config(manager)
         .await
         .map_err(|e| ClusterError::Unreachable {
             url: url.to_owned(),
             reason: e.to_string(),
         })?;
-    let bus = Bus::start(client, metrics);
-    Ok((conn, bus))
+    let node: Arc<str> = node.into();
+    let bus = Bus::start(client, metrics, node.clone());
+    let presence = Presence::new(
+        conn.clone(),
+        node,
+        Duration::from_secs(config.node_ttl_secs),
+    );
+    tokio::spawn(presence.clone().run());
+    Ok((conn, Cluster { bus, presence }))
 }

@@ -267,7 +267,7 @@ impl Streams {
     /// Cluster mode: streams in Redis, numbered by Redis.
     pub(crate) fn redis(
         conn: redis::aio::ConnectionManager,
-        bus: crate::cluster::Bus,
+        cluster: crate::cluster::Cluster,
         config: &crate::cluster::ClusterConfig,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Streams {
@@ -275,7 +275,7 @@ impl Streams {
         Streams {
             backend: Arc::new(Backend::Redis(redis_streams::RedisStreams::new(
                 conn,
-                bus,
+                cluster,
                 config,
                 metrics,
                 health.clone(),
@@ -291,24 +291,22 @@ impl Streams {
     /// Why the streams cannot take messages now, for `/readyz`: failing
     /// writes, or (cluster mode) a pub/sub connection that is down.
     pub(crate) fn problems(&self) -> Vec<String> {
-        let bus = match &*self.backend {
-            Backend::Redis(b) => b.bus().problem(),
-            _ => None,
-        };
+        let bus = self.cluster().and_then(|c| c.bus.problem());
         self.health.problem().into_iter().chain(bus).collect()
     }
 
-    /// The cluster's pub/sub bus, if the streams are shared through Redis:
-    /// then ids come from Redis ([`Streams::publish`]), not from the room.
-    pub(crate) fn bus(&self) -> Option<&crate::cluster::Bus> {
+    /// The cluster (bus and presence), if the streams are shared through
+    /// Redis: then ids come from Redis ([`Streams::publish`]), not from the
+    /// room.
+    pub(crate) fn cluster(&self) -> Option<&crate::cluster::Cluster> {
         match &*self.backend {
-            Backend::Redis(b) => Some(b.bus()),
+            Backend::Redis(b) => Some(b.cluster()),
             _ => None,
         }
     }
 
     /// Cluster mode: numbers, stores and publishes a batch (see
-    /// [`Publish`]). Without Redis (cannot happen: rooms check [`Streams::bus`]
+    /// [`Publish`]). Without Redis (cannot happen: rooms check [`Streams::cluster`]
     /// first) the batch fails.
     pub(crate) fn publish(&self, publish: Publish) {
         match &*self.backend {
@@ -367,7 +365,7 @@ impl Streams {
         match &*self.backend {
             Backend::Memory(b) => b.append(append),
             Backend::Sqlite(b) => b.append(append),
-            // Rooms publish instead (they check `bus()`).
+            // Rooms publish instead (they check `cluster()`).
             Backend::Redis(_) => (append.done)(Err(StoreError::Stopped)),
         }
     }

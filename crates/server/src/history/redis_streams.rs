@@ -31,7 +31,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use super::{Head, Health, Page, Retention, StoreError, Stored, new_epoch};
-use crate::cluster::{Bus, ClusterConfig};
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::metrics::Metrics;
 
 /// How often a failing node pings Redis to learn that it is back.
@@ -135,7 +135,7 @@ pub(crate) struct RedisStreams {
     head: Script,
     max_len: u64,
     ttl_secs: u64,
-    bus: Bus,
+    cluster: Cluster,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// Whether a task is pinging Redis after a failed publish.
@@ -145,7 +145,7 @@ pub(crate) struct RedisStreams {
 impl RedisStreams {
     pub(crate) fn new(
         conn: ConnectionManager,
-        bus: Bus,
+        cluster: Cluster,
         config: &ClusterConfig,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
@@ -156,15 +156,15 @@ impl RedisStreams {
             head: Script::new(HEAD),
             max_len: config.redis_history_per_room,
             ttl_secs: config.redis_history_ttl_secs,
-            bus,
+            cluster,
             metrics,
             health,
             probing: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    pub(crate) fn bus(&self) -> &Bus {
-        &self.bus
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 
     /// Times one round trip for the Redis latency histogram.

@@ -46,13 +46,17 @@ pub enum Scenario {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// The server's WebSocket base URL (clients connect to `{url}/ws`,
-    /// server figures come from `http://.../metrics`).
+    /// server figures come from `http://.../metrics`). Several (repeated or
+    /// comma-separated): the nodes of a cluster; clients are spread over
+    /// them round-robin and the server figures are summed (and listed per
+    /// node).
     #[arg(
-        long,
+        long = "url",
         env = "ACTORCHAT_BENCH_URL",
+        value_delimiter = ',',
         default_value = "ws://127.0.0.1:3000"
     )]
-    pub url: String,
+    pub urls: Vec<String>,
     /// Print the summary as JSON on stdout (and no progress bar).
     #[arg(long)]
     pub json: bool,
@@ -90,6 +94,10 @@ pub struct CommonArgs {
     /// `--auth optional|required` (`actorchat token` makes one).
     #[arg(long, env = "ACTORCHAT_BENCH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The Redis a cluster shares (`redis://HOST:PORT`): its CPU time and
+    /// memory (from `INFO`) are reported beside the nodes' figures.
+    #[arg(long, value_name = "redis://HOST:PORT")]
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -296,6 +304,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(format!("{text:?} must be a non-negative duration"));
     }
     Duration::try_from_secs_f64(value * scale).map_err(|e| e.to_string())
+}
+
+impl CommonArgs {
+    /// The `--url`s, comma-separated.
+    pub fn url(&self) -> String {
+        self.urls.join(",")
+    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,8 @@ async fn connect_inner(
     path: &str,
     read_buffer: usize,
 ) -> Result<(Ws, Welcome), ConnectError> {
-    let socket = match target.addr {
+    let node = target.pick();
+    let socket = match node.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
     }
@@ -113,9 +114,10 @@ async fn connect_inner(
     if let Some(ip) = source {
         socket.bind(SocketAddr::new(ip, 0)).map_err(io_error)?;
     }
-    let stream = socket.connect(target.addr).await.map_err(io_error)?;
+    let stream = socket.connect(node.addr).await.map_err(io_error)?;
     stream.set_nodelay(true).map_err(io_error)?;
-    let mut ws = Ws::handshake(stream, &target.authority, path, read_buffer)
+    let path = format!("{}{path}", node.prefix);
+    let mut ws = Ws::handshake(stream, &node.authority, &path, read_buffer)
         .await
         .map_err(ws_error)?;
     let welcome = match ws.recv().await.map_err(ws_error)? {

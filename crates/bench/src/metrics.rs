@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::target::Target;
+use crate::target::{Node, Target};
 
 /// One sample line: `name{label="value",...} 12.5`.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +126,21 @@ impl PromHistogram {
             sum: (self.sum - before.sum).max(0.0),
             count: (self.count - before.count).max(0.0),
         }
+    }
+
+    /// Adds another server's observations (same buckets: same binary).
+    fn add(&mut self, other: &PromHistogram) {
+        for (le, n) in &mut self.buckets {
+            if let Some((_, m)) = other
+                .buckets
+                .iter()
+                .find(|(b, _)| b.to_bits() == le.to_bits())
+            {
+                *n += m;
+            }
+        }
+        self.sum += other.sum;
+        self.count += other.count;
     }
 
     /// The mean observation, `None` if there was none.
@@ -306,6 +321,26 @@ pub struct ServerSnapshot {
     /// The [`HISTORY_HISTOGRAMS`] the server exposes, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub histograms: BTreeMap<String, PromHistogram>,
+    /// The cluster's Redis (`--redis`): CPU seconds (user + system) and
+    /// memory in use, from its `INFO`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_cpu_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_used_memory_bytes: Option<f64>,
+    /// Each node's own figures when the target is several nodes (the
+    /// fields above are then their sums).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeFigures>,
+}
+
+/// One node's figures in a multi-node run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeFigures {
+    pub url: String,
+    pub resident_memory_bytes: Option<f64>,
+    pub cpu_seconds: Option<f64>,
+    pub connections: Option<f64>,
+    pub deliveries: Option<f64>,
 }
 
 impl ServerSnapshot {
@@ -325,7 +360,55 @@ impl ServerSnapshot {
                 .iter()
                 .filter_map(|name| Some(((*name).to_owned(), e.histogram(name)?)))
                 .collect(),
+            redis_cpu_seconds: None,
+            redis_used_memory_bytes: None,
+            nodes: Vec::new(),
         }
+    }
+
+    /// The cluster's figures: each node's summed, and listed per node.
+    fn sum(parts: Vec<(String, ServerSnapshot)>) -> ServerSnapshot {
+        fn add(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            }
+        }
+        fn merge(into: &mut BTreeMap<String, f64>, from: &BTreeMap<String, f64>) {
+            for (k, v) in from {
+                *into.entry(k.clone()).or_default() += v;
+            }
+        }
+        let mut total = ServerSnapshot::default();
+        for (url, s) in parts {
+            total.resident_memory_bytes = add(total.resident_memory_bytes, s.resident_memory_bytes);
+            total.cpu_seconds = add(total.cpu_seconds, s.cpu_seconds);
+            total.connections = add(total.connections, s.connections);
+            total.slow_consumer_disconnects =
+                add(total.slow_consumer_disconnects, s.slow_consumer_disconnects);
+            total.deliveries = add(total.deliveries, s.deliveries);
+            total.broadcasts = add(total.broadcasts, s.broadcasts);
+            total.history_appends = add(total.history_appends, s.history_appends);
+            total.history_write_errors = add(total.history_write_errors, s.history_write_errors);
+            merge(&mut total.errors, &s.errors);
+            merge(&mut total.history_resumes, &s.history_resumes);
+            for (name, h) in &s.histograms {
+                match total.histograms.get_mut(name) {
+                    Some(sum) => sum.add(h),
+                    None => {
+                        total.histograms.insert(name.clone(), h.clone());
+                    }
+                }
+            }
+            total.nodes.push(NodeFigures {
+                url,
+                resident_memory_bytes: s.resident_memory_bytes,
+                cpu_seconds: s.cpu_seconds,
+                connections: s.connections,
+                deliveries: s.deliveries,
+            });
+        }
+        total
     }
 
     /// The change of histogram `name` from `before` to `self`.
@@ -362,26 +445,75 @@ pub enum MetricsError {
 
 /// Reads and parses the server's `/metrics`.
 pub async fn scrape(target: &Target) -> Result<ServerSnapshot, MetricsError> {
-    let text = fetch(target).await?;
-    Ok(ServerSnapshot::from_exposition(&Exposition::parse(&text)))
+    let mut parts = Vec::with_capacity(target.nodes.len());
+    for node in &target.nodes {
+        let text = fetch(node).await?;
+        parts.push((
+            node.url.clone(),
+            ServerSnapshot::from_exposition(&Exposition::parse(&text)),
+        ));
+    }
+    let mut snapshot = match parts.len() {
+        1 => parts.pop().map(|(_, s)| s).unwrap_or_default(),
+        _ => ServerSnapshot::sum(parts),
+    };
+    if let Some(redis) = &target.redis {
+        let info = redis_info(redis).await?;
+        let field = |name: &str| {
+            info.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+        };
+        snapshot.redis_cpu_seconds = field("used_cpu_user")
+            .zip(field("used_cpu_sys"))
+            .map(|(user, sys)| user + sys);
+        snapshot.redis_used_memory_bytes = field("used_memory");
+    }
+    Ok(snapshot)
 }
 
-/// A minimal HTTP/1.1 GET of `/metrics` (one request per connection), so the
-/// load generator needs no HTTP client library.
-pub async fn fetch(target: &Target) -> Result<String, MetricsError> {
-    let url = format!("http://{}{}", target.authority, target.metrics_path());
-    tokio::time::timeout(Duration::from_secs(10), fetch_inner(target, &url))
+/// Redis's `INFO` text, read with one RESP request (no client library).
+async fn redis_info(authority: &str) -> Result<String, MetricsError> {
+    let url = format!("redis://{authority}");
+    let io = |e| MetricsError::Io(url.clone(), e);
+    let read = async {
+        let mut stream = TcpStream::connect(authority).await.map_err(io)?;
+        stream.write_all(b"INFO\r\nQUIT\r\n").await.map_err(io)?;
+        let mut raw = Vec::new();
+        let _ = stream.read_to_end(&mut raw).await;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        match text.strip_prefix('$') {
+            Some(rest) => Ok(rest
+                .split_once("\r\n")
+                .map_or(String::new(), |(_, body)| body.to_owned())),
+            None => Err(MetricsError::Malformed(url.clone())),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .unwrap_or_else(|_| Err(MetricsError::Timeout(url.clone())))
 }
 
-async fn fetch_inner(target: &Target, url: &str) -> Result<String, MetricsError> {
+/// A minimal HTTP/1.1 GET of `/metrics` (one request per connection), so the
+/// load generator needs no HTTP client library.
+pub async fn fetch(node: &Node) -> Result<String, MetricsError> {
+    let url = format!("http://{}{}", node.authority, node.metrics_path());
+    tokio::time::timeout(Duration::from_secs(10), fetch_inner(node, &url))
+        .await
+        .unwrap_or_else(|_| Err(MetricsError::Timeout(url.clone())))
+}
+
+async fn fetch_inner(node: &Node, url: &str) -> Result<String, MetricsError> {
     let io = |e| MetricsError::Io(url.to_owned(), e);
-    let mut stream = TcpStream::connect(target.addr).await.map_err(io)?;
+    let mut stream = TcpStream::connect(node.addr).await.map_err(io)?;
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n",
-        target.metrics_path(),
-        target.authority
+        node.metrics_path(),
+        node.authority
     );
     stream.write_all(request.as_bytes()).await.map_err(io)?;
     let mut raw = Vec::new();

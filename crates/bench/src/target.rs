@@ -1,32 +1,101 @@
-//! The server under test, derived from `--url`.
+//! The server under test, derived from `--url`: one node, or several nodes
+//! of a cluster (`--url A --url B`, or `--url A,B`), over which clients are
+//! spread round-robin.
 //!
 //! `ws://host:port[/prefix]` gives the WebSocket endpoint `{prefix}/ws` and
 //! the metrics endpoint `http://host:port{prefix}/metrics`. Only plain `ws://`
 //! is supported: the load generator measures the server, not TLS.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use crate::BenchError;
 
-/// Where the server is and how to address it.
-#[derive(Debug, Clone)]
+/// Where the server (or each node of a cluster) is, and how to address it.
+#[derive(Debug)]
 pub struct Target {
-    /// The `--url` as given, for the summary.
+    /// The `--url`s as given (comma-separated), for the summary.
+    pub url: String,
+    /// At least one.
+    pub nodes: Vec<Node>,
+    /// The node the next client connects to.
+    next: AtomicUsize,
+    /// A connect token every client presents (`--token`), for servers with
+    /// `--auth`.
+    pub token: Option<String>,
+    /// `host:port` of the cluster's Redis (`--redis`), whose `INFO` the
+    /// server figures include.
+    pub redis: Option<String>,
+}
+
+/// One node of the server under test.
+#[derive(Debug, Clone)]
+pub struct Node {
     pub url: String,
     /// `host:port` as written, for the `Host` header and request URIs.
     pub authority: String,
     /// Path prefix before `/ws` and `/metrics` (usually empty).
     pub prefix: String,
-    /// The resolved address every client connects to.
+    /// The resolved address clients of this node connect to.
     pub addr: SocketAddr,
-    /// A connect token every client presents (`--token`), for servers with
-    /// `--auth`.
-    pub token: Option<String>,
 }
 
 impl Target {
-    /// Parses `--url` and resolves its host once.
-    pub async fn resolve(url: &str, token: Option<String>) -> Result<Target, BenchError> {
+    /// Parses `--url` (a comma-separated list of nodes) and resolves each
+    /// host once.
+    pub async fn resolve(urls: &str, token: Option<String>) -> Result<Target, BenchError> {
+        let mut nodes = Vec::new();
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            nodes.push(Node::resolve(url).await?);
+        }
+        if nodes.is_empty() {
+            return Err(BenchError::InvalidUrl {
+                url: urls.to_owned(),
+                reason: "no URL given".into(),
+            });
+        }
+        Ok(Target::of(urls, nodes, token))
+    }
+
+    fn of(url: &str, nodes: Vec<Node>, token: Option<String>) -> Target {
+        Target {
+            url: url.to_owned(),
+            nodes,
+            next: AtomicUsize::new(0),
+            token,
+            redis: None,
+        }
+    }
+
+    /// The node for the next client: round-robin.
+    pub fn pick(&self) -> &Node {
+        let i = self.next.fetch_add(1, Relaxed) % self.nodes.len();
+        &self.nodes[i]
+    }
+
+    /// The WebSocket path and query for one client (the node's prefix goes
+    /// in front when it connects).
+    pub fn ws_path(&self, name: &str, room: &str) -> String {
+        let mut path = format!("/ws?name={name}&room={room}");
+        if let Some(token) = &self.token {
+            path.push_str(&format!("&token={}", percent_encode(token)));
+        }
+        path
+    }
+
+    /// The WebSocket URL for a client that resumes after `since.0` in the
+    /// stream `since.1` (`?since=ID&epoch=E`); a plain join without it.
+    pub fn resume_path(&self, name: &str, room: &str, since: Option<(u64, &str)>) -> String {
+        let mut path = self.ws_path(name, room);
+        if let Some((id, epoch)) = since {
+            path.push_str(&format!("&since={id}&epoch={}", percent_encode(epoch)));
+        }
+        path
+    }
+}
+
+impl Node {
+    async fn resolve(url: &str) -> Result<Node, BenchError> {
         let (authority, prefix) = split_url(url)?;
         let with_port = if has_port(&authority) {
             authority.clone()
@@ -44,32 +113,12 @@ impl Target {
             host: with_port.clone(),
             reason: "no address".into(),
         })?;
-        Ok(Target {
+        Ok(Node {
             url: url.to_owned(),
             authority,
             prefix,
             addr,
-            token,
         })
-    }
-
-    /// The WebSocket URL for one client.
-    pub fn ws_path(&self, name: &str, room: &str) -> String {
-        let mut path = format!("{}/ws?name={name}&room={room}", self.prefix);
-        if let Some(token) = &self.token {
-            path.push_str(&format!("&token={}", percent_encode(token)));
-        }
-        path
-    }
-
-    /// The WebSocket URL for a client that resumes after `since.0` in the
-    /// stream `since.1` (`?since=ID&epoch=E`); a plain join without it.
-    pub fn resume_path(&self, name: &str, room: &str, since: Option<(u64, &str)>) -> String {
-        let mut path = self.ws_path(name, room);
-        if let Some((id, epoch)) = since {
-            path.push_str(&format!("&since={id}&epoch={}", percent_encode(epoch)));
-        }
-        path
     }
 
     /// The path of the Prometheus endpoint.
@@ -136,26 +185,34 @@ mod tests {
 
     #[test]
     fn resume_paths() {
-        let t = Target {
+        let node = Node {
             url: "ws://h:1".into(),
             authority: "h:1".into(),
             prefix: String::new(),
             addr: "127.0.0.1:1".parse().unwrap(),
-            token: None,
         };
+        let t = Target::of("ws://h:1", vec![node.clone()], None);
         assert_eq!(t.resume_path("n", "r", None), "/ws?name=n&room=r");
         assert_eq!(
             t.resume_path("n", "r", Some((42, "e+1"))),
             "/ws?name=n&room=r&since=42&epoch=e%2B1"
         );
-        let with_token = Target {
-            token: Some("a.b_c-d".into()),
-            ..t
-        };
+        let with_token = Target::of("ws://h:1", vec![node], Some("a.b_c-d".into()));
         assert_eq!(
             with_token.ws_path("n", "r"),
             "/ws?name=n&room=r&token=a.b_c-d"
         );
+    }
+
+    #[tokio::test]
+    async fn clients_are_spread_over_the_nodes_round_robin() {
+        let t = Target::resolve("ws://127.0.0.1:1, ws://127.0.0.1:2/p", None)
+            .await
+            .unwrap();
+        let ports: Vec<u16> = (0..5).map(|_| t.pick().addr.port()).collect();
+        assert_eq!(ports, [1, 2, 1, 2, 1]);
+        assert_eq!(t.nodes[1].metrics_path(), "/p/metrics");
+        assert!(Target::resolve(" , ", None).await.is_err());
     }
 
     #[test]

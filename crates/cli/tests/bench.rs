@@ -63,6 +63,53 @@ async fn fanout_delivers_everything_it_sends() {
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_over_cluster_nodes_delivers_everything_and_reports_each_node() {
+    let Some(redis) = common::redis_server::RedisServer::start("fanout_over_cluster_nodes", false)
+    else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut cfg = config();
+        cfg.cluster.redis_url = Some(redis.url());
+        nodes.push(server(cfg).await);
+    }
+    let urls = nodes
+        .iter()
+        .map(|n| format!("ws://{}", n.local_addr()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let s = run(&[
+        "fanout",
+        "--url",
+        &urls,
+        "--redis",
+        &redis.url(),
+        "--clients",
+        "20",
+        "--senders",
+        "4",
+        "--rate",
+        "40",
+        "--duration",
+        "2s",
+    ])
+    .await;
+    assert!(s.sent > 0);
+    assert_eq!(s.received_deliveries, s.sent * 20);
+    assert_eq!(s.loss, 0);
+    let after = s.server.after.unwrap();
+    assert_eq!(after.nodes.len(), 2);
+    // Clients were spread over both nodes, and both delivered.
+    for node in &after.nodes {
+        assert_eq!(node.connections, Some(0.0), "closed at the end");
+        assert!(node.deliveries.unwrap_or(0.0) > 0.0, "{node:?}");
+    }
+    assert!(after.redis_cpu_seconds.is_some());
+    assert!(after.redis_used_memory_bytes.unwrap_or(0.0) > 0.0);
+}
+
 #[tokio::test]
 async fn capacity_steps_up_and_reports_the_last_sustainable_rate() {
     let server = server(config()).await;

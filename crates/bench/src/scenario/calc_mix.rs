@@ -25,7 +25,7 @@ pub async fn run(args: &CalcMixArgs) -> Result<Summary, BenchError> {
     let (mut driver, ramp) = ctx.start(&plan).await?;
     let mut summary = Summary::new(
         "calc-mix",
-        &ctx.common.url,
+        &ctx.common.url(),
         ctx.common.procs,
         u64::from(members + args.calcers),
         &ramp,

@@ -14,7 +14,7 @@ pub async fn run(args: &ConnectionsArgs) -> Result<Summary, BenchError> {
     let (mut driver, ramp) = ctx.start(&plan).await?;
     let mut summary = Summary::new(
         "connections",
-        &ctx.common.url,
+        &ctx.common.url(),
         ctx.common.procs,
         u64::from(args.clients),
         &ramp,

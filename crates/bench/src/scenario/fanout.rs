@@ -19,7 +19,7 @@ pub async fn run(args: &FanoutArgs) -> Result<Summary, BenchError> {
     let (mut driver, ramp) = ctx.start(&plan).await?;
     let mut summary = Summary::new(
         "fanout",
-        &ctx.common.url,
+        &ctx.common.url(),
         ctx.common.procs,
         u64::from(args.clients),
         &ramp,

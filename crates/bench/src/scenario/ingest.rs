@@ -46,7 +46,7 @@ pub async fn run(args: &IngestArgs) -> Result<Summary, BenchError> {
     let (mut driver, ramp) = ctx.start(&plan).await?;
     let mut summary = Summary::new(
         "ingest",
-        &ctx.common.url,
+        &ctx.common.url(),
         ctx.common.procs,
         u64::from(members),
         &ramp,

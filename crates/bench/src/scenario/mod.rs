@@ -46,7 +46,20 @@ impl Context {
         if let Some(room) = &common.room {
             actorchat_protocol::validate_room(room).map_err(BenchError::InvalidOption)?;
         }
-        let target = Arc::new(Target::resolve(&common.url, common.token.clone()).await?);
+        let mut target = Target::resolve(&common.url(), common.token.clone()).await?;
+        if let Some(redis) = &common.redis {
+            let authority = redis
+                .strip_prefix("redis://")
+                .map(|rest| rest.trim_end_matches('/'))
+                .filter(|a| !a.is_empty() && !a.contains('@'))
+                .ok_or_else(|| {
+                    BenchError::InvalidOption(format!(
+                        "--redis {redis}: expected redis://HOST:PORT (no password)"
+                    ))
+                })?;
+            target.redis = Some(authority.to_owned());
+        }
+        let target = Arc::new(target);
         let seed = clock::now_us() ^ (u64::from(std::process::id()) << 20);
         Ok(Context {
             common: common.clone(),
@@ -68,7 +81,7 @@ impl Context {
             .unwrap_or_else(|| format!("bench-{}", self.tag));
         let calc_room = format!("{}-calc", truncate_room(&room));
         FleetPlan {
-            url: self.common.url.clone(),
+            url: self.common.url(),
             members,
             calcers,
             rooms: 0,
@@ -103,7 +116,7 @@ impl Context {
                 })
                 .unwrap_or_else(|| "no attempts".into());
             return Err(BenchError::NoClients {
-                url: self.common.url.clone(),
+                url: self.common.url(),
                 reason,
             });
         }

@@ -117,7 +117,7 @@ pub async fn run(args: &ReconnectArgs) -> Result<Summary, BenchError> {
             }
         }
         return Err(BenchError::NoClients {
-            url: ctx.common.url.clone(),
+            url: ctx.common.url(),
             reason,
         });
     }
@@ -181,7 +181,7 @@ pub async fn run(args: &ReconnectArgs) -> Result<Summary, BenchError> {
 
     let mut summary = Summary::new(
         "reconnect",
-        &ctx.common.url,
+        &ctx.common.url(),
         1,
         u64::from(args.clients),
         &ramp,

@@ -215,7 +215,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
 
 /// The full decimal value of a calculation, while the store retains it.
 async fn calc_result(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.calc_results.get(&id) {
+    match state.calc_results.get_anywhere(&id).await {
         Some(value) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], value).into_response(),
         None => (
             StatusCode::NOT_FOUND,

@@ -114,6 +114,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         source,
     })?;
     let metrics = Arc::new(Metrics::default());
+    let mut redis_conn = None;
     let streams = match &config.cluster.redis_url {
         Some(url) => {
             let node = config
@@ -124,6 +125,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             let (conn, cluster) =
                 crate::cluster::connect(&config.cluster, url, &node, metrics.clone()).await?;
             info!(node = %node, redis = %redacted_url(url), "cluster mode: rooms, order, presence and history shared through Redis");
+            redis_conn = Some(conn.clone());
             Streams::redis(conn, cluster, &config.cluster, metrics.clone())
         }
         None => open_storage(&config, metrics.clone()).await?,
@@ -149,7 +151,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         streams: streams.clone(),
         max_rooms: config.max_rooms,
     };
-    let calc_results = Arc::new(ResultStore::new(config.calc_store_bytes));
+    let calc_results = Arc::new(match &redis_conn {
+        Some(conn) => ResultStore::shared(config.calc_store_bytes, conn.clone()),
+        None => ResultStore::new(config.calc_store_bytes),
+    });
     let scheduler = SchedulerArgs {
         workers: config.calc_workers(),
         queue: config.calc_queue,
@@ -163,6 +168,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         nice: config.calc_nice,
         store: calc_results.clone(),
         metrics: metrics.clone(),
+        first_job: match redis_conn {
+            Some(_) => random_job_start(),
+            None => 0,
+        },
     };
     let actors = Arc::new(TopLevelActors::new());
     let root_args = RootArgs {
@@ -207,6 +216,16 @@ fn default_node_name(addr: SocketAddr) -> String {
         .to_string_lossy()
         .into_owned();
     format!("{host}:{}", addr.port())
+}
+
+/// Cluster mode: where this node's calculation ids start (a random multiple
+/// of 2^32, so that two nodes' ids never meet).
+fn random_job_start() -> u64 {
+    let mut raw = [0u8; 4];
+    if getrandom::fill(&mut raw).is_err() {
+        raw = std::process::id().to_le_bytes();
+    }
+    u64::from(u32::from_le_bytes(raw)) << 32
 }
 
 /// A Redis URL without its password, for logs.

@@ -326,3 +326,38 @@ async fn presence_spans_the_nodes() {
     let left = update_where(&mut ada, |u| u.left.contains(&"Bob".to_owned())).await;
     assert_eq!(left.num_participants, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calculation_s_full_value_is_served_by_every_node() {
+    let Some(redis) = RedisServer::start("a_calculation_s_full_value", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "maths").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "maths").await;
+    ada.chat("20!").await;
+    let calc = bob.next_chat().await.calc.expect("a calculation result");
+    assert_eq!(calc.value.as_deref(), Some("2432902008176640000"));
+    // Served by the node that ran it, and by the other one from Redis.
+    for node in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (status, body) = http_get(node.local_addr(), &format!("/calc/{}", calc.id)).await;
+            if status == 200 {
+                assert_eq!(body, "2432902008176640000");
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{status}: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Another node's calculation never takes the same id.
+    bob.chat("21!").await;
+    let other = ada
+        .next_matching(|f| match f {
+            ServerFrame::Chat(m) if m.calc.as_ref().is_some_and(|c| c.expr == "21!") => m.calc,
+            _ => None,
+        })
+        .await;
+    assert_ne!(other.id, calc.id);
+}

@@ -79,6 +79,10 @@ pub struct SchedulerArgs {
     pub nice: i32,
     pub store: Arc<ResultStore>,
     pub metrics: Arc<Metrics>,
+    /// Jobs are numbered from here: 0 on one node; in cluster mode a random
+    /// start per node, so that result ids (`/calc/{id}`) are unique across
+    /// the cluster.
+    pub first_job: JobId,
 }
 
 pub struct CalcScheduler;
@@ -140,8 +144,8 @@ impl Actor for CalcScheduler {
             "calculation scheduler started"
         );
         Ok(SchedulerState {
+            next_job: args.first_job,
             args,
-            next_job: 0,
             queue: VecDeque::new(),
             running: HashMap::new(),
             budget_in_use: 0,

@@ -4,16 +4,59 @@
 //! fixed amount of memory, and a link that stops working says so (404).
 //! Values are [`Bytes`], so serving one is a reference-count bump, and the
 //! lock is held only for map operations, never across an await.
+//!
+//! Cluster mode: a calculation runs on the node that received it, but its
+//! link must work on every node. Each value is also kept in Redis, under the
+//! same byte budget (`--calc-store-bytes`, now for the whole cluster), oldest
+//! evicted first by one script; a node that does not hold a value reads it
+//! from there. Ids are unique across nodes: each node's scheduler numbers
+//! from its own random start.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tracing::warn;
 
-#[derive(Debug)]
+/// The cluster's values: `HSET` of the value, its place in the eviction
+/// order, the bytes in use; oldest values removed until the new one fits.
+/// KEYS: values (hash), order (sorted set), bytes (string). ARGV: id,
+/// value, budget, sequence number.
+const KEEP: &str = r#"
+local size = string.len(ARGV[2])
+local budget = tonumber(ARGV[3])
+if size > budget then return 0 end
+local used = tonumber(redis.call('GET', KEYS[3]) or '0') + size - redis.call('HSTRLEN', KEYS[1], ARGV[1])
+while used > budget do
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if not oldest or oldest == ARGV[1] then break end
+  used = used - redis.call('HSTRLEN', KEYS[1], oldest)
+  redis.call('HDEL', KEYS[1], oldest)
+  redis.call('ZREM', KEYS[2], oldest)
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('SET', KEYS[3], used)
+return 1
+"#;
+
+/// Redis keys of the cluster's results (one hash tag: one slot).
+const VALUES: &str = "ac:{calc}:values";
+const ORDER: &str = "ac:{calc}:order";
+const BYTES: &str = "ac:{calc}:bytes";
+
 pub struct ResultStore {
     max_bytes: usize,
     inner: Mutex<Inner>,
+    shared: Option<Shared>,
+}
+
+/// Cluster mode's copy of the values in Redis.
+struct Shared {
+    conn: ConnectionManager,
+    keep: Arc<Script>,
 }
 
 #[derive(Debug, Default)]
@@ -29,6 +72,18 @@ impl ResultStore {
         ResultStore {
             max_bytes,
             inner: Mutex::new(Inner::default()),
+            shared: None,
+        }
+    }
+
+    /// Cluster mode: values are also kept in Redis for the other nodes.
+    pub(crate) fn shared(max_bytes: usize, conn: ConnectionManager) -> Self {
+        ResultStore {
+            shared: Some(Shared {
+                conn,
+                keep: Arc::new(Script::new(KEEP)),
+            }),
+            ..ResultStore::new(max_bytes)
         }
     }
 
@@ -37,6 +92,9 @@ impl ResultStore {
     pub fn insert(&self, id: String, value: Bytes) {
         if value.len() > self.max_bytes {
             return;
+        }
+        if let Some(shared) = &self.shared {
+            shared.keep(id.clone(), value.clone(), self.max_bytes);
         }
         let mut inner = self
             .inner
@@ -66,10 +124,55 @@ impl ResultStore {
         inner.values.get(id).cloned()
     }
 
+    /// The value, from this node or (cluster mode) from Redis.
+    pub async fn get_anywhere(&self, id: &str) -> Option<Bytes> {
+        if let Some(value) = self.get(id) {
+            return Some(value);
+        }
+        let shared = self.shared.as_ref()?;
+        let mut conn = shared.conn.clone();
+        let value: redis::RedisResult<Option<Vec<u8>>> = redis::cmd("HGET")
+            .arg(VALUES)
+            .arg(id)
+            .query_async(&mut conn)
+            .await;
+        match value {
+            Ok(value) => value.map(Bytes::from),
+            Err(e) => {
+                warn!(id, error = %e, "cannot read a calculation's value from Redis");
+                None
+            }
+        }
+    }
+
     /// Bytes held right now.
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.inner.lock().map_or(0, |inner| inner.bytes)
+    }
+}
+
+impl Shared {
+    /// Copies a value to Redis without waiting; a failure only means other
+    /// nodes answer 404 for it.
+    fn keep(&self, id: String, value: Bytes, budget: usize) {
+        let mut conn = self.conn.clone();
+        let keep = self.keep.clone();
+        tokio::spawn(async move {
+            let kept: redis::RedisResult<i64> = keep
+                .key(VALUES)
+                .key(ORDER)
+                .key(BYTES)
+                .arg(&id)
+                .arg(&value[..])
+                .arg(budget)
+                .arg(crate::clock::unix_millis())
+                .invoke_async(&mut conn)
+                .await;
+            if let Err(e) = kept {
+                warn!(id, error = %e, "cannot keep a calculation's value in Redis; other nodes answer 404 for it");
+            }
+        });
     }
 }
 

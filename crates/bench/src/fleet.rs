@@ -258,7 +258,7 @@ impl Fleet {
                     client::connect(&target, source, &name, &room, read_buffer, timeout).await;
                 drop(permit);
                 match result {
-                    Ok((ws, _welcome)) => {
+                    Ok((ws, welcome)) => {
                         shared.alive.fetch_add(1, Relaxed);
                         if matches!(member.role, Role::Chat { .. }) {
                             shared.members_alive.fetch_add(1, Relaxed);
@@ -266,7 +266,14 @@ impl Fleet {
                         counters.opened.fetch_add(1, Relaxed);
                         // The session lives on in this task; boxed so the
                         // connect future's state is not kept alongside it.
-                        Box::pin(member::run(ws, member, shared, phases)).await;
+                        Box::pin(member::run(
+                            ws,
+                            member,
+                            u64::from(welcome.num_participants),
+                            shared,
+                            phases,
+                        ))
+                        .await;
                     }
                     Err(e) => counters.failure(&e),
                 }

@@ -60,6 +60,9 @@ struct Duties {
     calc_seq: u64,
     /// `client_id` of the calculation waiting for its result.
     calc_waiting: Option<String>,
+    /// The room's `num_participants` as this client last heard it (from
+    /// its `welcome` and every `room_update`); carried across phases.
+    participants: u64,
 }
 
 impl Duties {
@@ -70,6 +73,7 @@ impl Duties {
             calc_due: None,
             calc_seq: 0,
             calc_waiting: None,
+            participants: 0,
         };
         let Some(spec) = &phase.spec else {
             return d;
@@ -131,11 +135,13 @@ impl Duties {
 pub async fn run(
     mut ws: Ws,
     me: Member,
+    participants: u64,
     shared: Arc<FleetShared>,
     mut phases: watch::Receiver<Arc<Phase>>,
 ) {
     let mut phase = phases.borrow_and_update().clone();
     let mut duties = Duties::for_phase(&me, &phase);
+    duties.participants = participants;
     let sleep = tokio::time::sleep_until(Instant::now());
     tokio::pin!(sleep);
     let mut armed = None;
@@ -185,7 +191,9 @@ pub async fn run(
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close()).await;
             break true;
         }
+        let participants = duties.participants;
         duties = Duties::for_phase(&me, &phase);
+        duties.participants = participants;
     };
     if !ended_by_us {
         phase.stats.disconnects.fetch_add(1, Relaxed);
@@ -329,9 +337,11 @@ fn on_text(
         }
         Some(Stamp::Other("room_update")) => {
             shared.room_updates.fetch_add(1, Relaxed);
+            if let Some(n) = num_participants(text) {
+                duties.participants = n;
+            }
             return;
         }
-        Some(Stamp::Other("welcome")) => return,
         _ => {}
     }
     match serde_json::from_str::<ServerFrame>(text) {
@@ -350,6 +360,7 @@ fn on_text(
         Ok(ServerFrame::Pong(pong)) => {
             if pong.nonce >= phase.start_unix_us && phase.spec.is_some() {
                 stats.record_pong(me.global, now_us.saturating_sub(pong.nonce));
+                stats.note_participants(duties.participants);
             } else {
                 stats.stale.fetch_add(1, Relaxed);
             }
@@ -371,19 +382,40 @@ fn on_text(
                 stats.other_errors.fetch_add(1, Relaxed);
             }
         },
-        Ok(ServerFrame::RoomUpdate(_)) => {
+        Ok(ServerFrame::RoomUpdate(update)) => {
             shared.room_updates.fetch_add(1, Relaxed);
+            duties.participants = u64::from(update.num_participants);
         }
-        Ok(ServerFrame::Welcome(_) | ServerFrame::History(_) | ServerFrame::Refreshed(_)) => {}
+        Ok(ServerFrame::Welcome(welcome)) => {
+            duties.participants = u64::from(welcome.num_participants);
+        }
+        Ok(ServerFrame::History(_) | ServerFrame::Refreshed(_)) => {}
         Err(_) => {
             stats.other_errors.fetch_add(1, Relaxed);
         }
     }
 }
 
+/// `num_participants` of a `room_update`, read without decoding the frame
+/// (a join storm sends many, with long name lists).
+fn num_participants(text: &str) -> Option<u64> {
+    let rest = text.split_once("\"num_participants\":")?.1;
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn num_participants_is_read_from_a_room_update() {
+        let update = r#"{"type":"room_update","room":"r","num_participants":3012,"joined":["a"],"left":[],"renamed":[]}"#;
+        assert_eq!(num_participants(update), Some(3012));
+        assert_eq!(num_participants(r#"{"type":"room_update"}"#), None);
+    }
 
     #[test]
     fn chat_phase_reads_main_room_ids_only() {

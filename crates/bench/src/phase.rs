@@ -6,6 +6,7 @@
 //! serializable [`PhaseResult`], and the results of all worker processes are
 //! merged into one.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -120,6 +121,13 @@ pub struct PhaseResult {
     pub ping: Hist,
     /// Chat latency per second of the phase (by receipt time).
     pub series: Series,
+    /// For each pong: the room's `num_participants` as its client last
+    /// heard it, as (value, pongs) pairs in value order. After the liveness
+    /// check, one pong per client: a room whose members all agree has one
+    /// pair. (Pairs, not a map: integer map keys do not survive the
+    /// workers' internally tagged messages.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants_seen: Vec<(u64, u64)>,
 }
 
 impl PhaseResult {
@@ -148,6 +156,7 @@ impl PhaseResult {
             chat: Hist::precise(),
             ping: Hist::precise(),
             series: Series::default(),
+            participants_seen: Vec::new(),
         }
     }
 
@@ -179,6 +188,11 @@ impl PhaseResult {
         self.chat.merge(&o.chat);
         self.ping.merge(&o.ping);
         self.series.merge(&o.series);
+        let mut seen: BTreeMap<u64, u64> = self.participants_seen.iter().copied().collect();
+        for (n, pongs) in &o.participants_seen {
+            *seen.entry(*n).or_default() += pongs;
+        }
+        self.participants_seen = seen.into_iter().collect();
     }
 
     /// Deliveries the server should have made: every accepted chat message
@@ -250,6 +264,7 @@ pub struct PhaseStats {
     pub slow_consumer_closes: AtomicU64,
     pub max_send_lag_us: AtomicU64,
     shards: Vec<Mutex<Shard>>,
+    participants_seen: Mutex<BTreeMap<u64, u64>>,
 }
 
 impl PhaseStats {
@@ -282,7 +297,18 @@ impl PhaseStats {
                     })
                 })
                 .collect(),
+            participants_seen: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Counts one pong's `num_participants` (see
+    /// [`PhaseResult::participants_seen`]).
+    pub fn note_participants(&self, n: u64) {
+        let mut seen = self
+            .participants_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *seen.entry(n).or_default() += 1;
     }
 
     fn shard(&self, client: u32) -> std::sync::MutexGuard<'_, Shard> {
@@ -345,6 +371,13 @@ impl PhaseStats {
             r.ping.merge(&s.ping);
             r.series.merge(&s.series);
         }
+        r.participants_seen = self
+            .participants_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, pongs)| (*n, *pongs))
+            .collect();
         r
     }
 }

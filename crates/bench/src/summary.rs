@@ -38,6 +38,10 @@ pub struct Summary {
     pub ramp_secs: f64,
     /// `room_update` frames all clients received while joining.
     pub room_updates_during_ramp: u64,
+    /// At the liveness check: the room's `num_participants` as each live
+    /// client last heard it, counted by value (one key: they all agree).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub participants_at_end: BTreeMap<u64, u64>,
     pub connect_errors: BTreeMap<String, u64>,
     /// Set when the load generator, not the server, stopped the run.
     pub client_limit: Option<String>,
@@ -326,6 +330,7 @@ impl Summary {
         self.alive = check.pongs;
         self.pongs = check.pongs;
         self.connected_at_end = check.connected_at_end;
+        self.participants_at_end = check.participants_seen.iter().copied().collect();
     }
 
     /// The human-readable summary table.
@@ -360,6 +365,18 @@ impl Summary {
         }
         if let Some(limit) = &self.client_limit {
             let _ = writeln!(w, "  LIMIT       {limit}");
+        }
+        if !self.participants_at_end.is_empty() {
+            let heard: Vec<String> = self
+                .participants_at_end
+                .iter()
+                .map(|(n, clients)| format!("{n} ({clients} clients)"))
+                .collect();
+            let _ = writeln!(
+                w,
+                "  presence    num_participants last heard: {}",
+                heard.join(", ")
+            );
         }
         if let Some(rss) = self.server.rss_per_connection_bytes {
             let _ = writeln!(w, "  server RSS  {} per connection", bytes(rss));

@@ -108,6 +108,11 @@ async fn fanout_over_cluster_nodes_delivers_everything_and_reports_each_node() {
     }
     assert!(after.redis_cpu_seconds.is_some());
     assert!(after.redis_used_memory_bytes.unwrap_or(0.0) > 0.0);
+    // Every member, on either node, counts the whole room.
+    assert_eq!(
+        s.participants_at_end,
+        std::collections::BTreeMap::from([(20, 20)])
+    );
 }
 
 #[tokio::test]
@@ -219,6 +224,11 @@ async fn the_binary_spreads_clients_over_worker_processes() {
     assert!(s.sent > 0);
     assert_eq!(s.received_deliveries, s.expected_deliveries);
     assert_eq!(s.expected_deliveries, s.sent * 12);
+    // Both workers' clients heard the whole room.
+    assert_eq!(
+        s.participants_at_end,
+        std::collections::BTreeMap::from([(12, 12)])
+    );
     server.shutdown().await;
 }
 

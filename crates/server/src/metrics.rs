@@ -116,6 +116,9 @@ pub struct ClusterMetrics {
     pub publish_errors: AtomicU64,
     /// Times the pub/sub connection was re-established.
     pub reconnects: AtomicU64,
+    /// Probes that did not come back on a connection that had not
+    /// dropped: the bus reconnected (see `crate::cluster::bus`).
+    pub stale_probes: AtomicU64,
     /// Rooms that read missed messages from the stream: after a gap in the
     /// ids on their channel, or after a reconnect.
     pub catch_ups: AtomicU64,
@@ -138,6 +141,11 @@ impl ClusterMetrics {
                 "actorchat_cluster_reconnects_total",
                 "Times the Redis pub/sub connection was re-established.",
                 &self.reconnects,
+            ),
+            (
+                "actorchat_cluster_stale_probes_total",
+                "Pub/sub connections found silent by a probe (then re-established).",
+                &self.stale_probes,
             ),
             (
                 "actorchat_cluster_catch_ups_total",

@@ -361,3 +361,43 @@ async fn a_calculation_s_full_value_is_served_by_every_node() {
         .await;
     assert_ne!(other.id, calc.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_that_stops_delivering_is_noticed_and_reconnected() {
+    let Some(redis) = RedisServer::start("a_silent_subscription", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "quiet").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "quiet").await;
+    bob.chat("before").await;
+    assert_eq!(ada.next_chat().await.text, "before");
+
+    // Redis holds every publish for 6 s while the connections stay open:
+    // no subscriber hears anything, and no socket says so.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(6000)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for node in [&a, &b] {
+        while common::metric(node.local_addr(), "actorchat_cluster_stale_probes_total").await < 1.0
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the probe never noticed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Once Redis delivers again, the nodes have resubscribed and chat flows.
+    ready_becomes(&a, 200).await;
+    bob.chat("after").await;
+    assert_eq!(ada.next_chat().await.text, "after");
+    assert!(common::metric(a.local_addr(), "actorchat_cluster_reconnects_total").await >= 1.0);
+}

@@ -12,6 +12,12 @@
 //! resubscribes every room, and tells each room to catch up from its last
 //! delivered id ([`RoomMsg::CatchUp`]): what was published meanwhile is
 //! read from the stream, not lost. While it is down, `/readyz` says so.
+//!
+//! A connection can also go quiet without dropping (a failover that leaves
+//! the TCP connection to a server that no longer gets the publishes, the
+//! failure behind centrifugo#1189). So the bus probes it: every
+//! [`PROBE_EVERY`] it publishes a nonce on its node's own probe channel, and
+//! a probe not back within [`PROBE_TIMEOUT`] counts as a dropped connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -31,6 +37,10 @@ use crate::room::RoomMsg;
 
 /// How long a room waits for Redis to confirm its subscription.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the bus proves its subscription still receives.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// A probe not back by then means the connection is stale.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -86,6 +96,10 @@ struct Inner {
     /// This node: its own presence notes come back on the channel and are
     /// not news to it.
     node: Arc<str>,
+    /// The node's probe channel (see the module comment).
+    probe_channel: String,
+    /// For publishing probes (a subscribed connection cannot publish).
+    conn: redis::aio::ConnectionManager,
     /// The actor each subscribed room's messages go to.
     routes: Mutex<HashMap<String, ActorRef<RoomMsg>>>,
     commands: mpsc::UnboundedSender<Command>,
@@ -105,9 +119,16 @@ enum Command {
 
 impl Bus {
     /// Starts the bus task; it connects (and reconnects) on its own.
-    pub(crate) fn start(client: redis::Client, metrics: Arc<Metrics>, node: Arc<str>) -> Bus {
+    pub(crate) fn start(
+        client: redis::Client,
+        conn: redis::aio::ConnectionManager,
+        metrics: Arc<Metrics>,
+        node: Arc<str>,
+    ) -> Bus {
         let (commands, receiver) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
+            probe_channel: format!("ac:probe:{node}"),
+            conn,
             node,
             routes: Mutex::new(HashMap::new()),
             commands,
@@ -239,7 +260,7 @@ async fn run(
     let mut backoff = BACKOFF_MIN;
     let mut connections = 0u64;
     loop {
-        let (mut sink, mut stream) = match connect(&client, &inner).await {
+        let (sink, mut stream) = match connect(&client, &inner).await {
             Ok(split) => split,
             Err(e) => {
                 warn!(error = %e, retry_in = ?backoff, "cannot connect the Redis pub/sub connection");
@@ -264,12 +285,43 @@ async fn run(
                 let _ = room.cast(RoomMsg::CatchUp);
             }
         }
+        let mut probe = tokio::time::interval(PROBE_EVERY);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The nonce of the probe in flight and when it went out.
+        let mut awaiting: Option<(u64, tokio::time::Instant)> = None;
+        let mut nonce = 0u64;
         loop {
             tokio::select! {
                 msg = stream.next() => match msg {
+                    Some(msg) if msg.get_channel_name() == inner.probe_channel => {
+                        if awaiting.is_some_and(|(n, _)| msg.get_payload_bytes() == n.to_string().as_bytes()) {
+                            awaiting = None;
+                        }
+                    }
                     Some(msg) => inner.route(&msg),
                     None => break,
                 },
+                _ = probe.tick() => {
+                    if let Some((_, sent)) = awaiting {
+                        if sent.elapsed() >= PROBE_TIMEOUT {
+                            inner.metrics.cluster.stale_probes.fetch_add(1, Relaxed);
+                            warn!("the Redis pub/sub connection stopped delivering (a probe did not come back); reconnecting");
+                            break;
+                        }
+                        continue;
+                    }
+                    nonce += 1;
+                    awaiting = Some((nonce, tokio::time::Instant::now()));
+                    let mut conn = inner.conn.clone();
+                    let channel = inner.probe_channel.clone();
+                    tokio::spawn(async move {
+                        let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                            .arg(&channel)
+                            .arg(nonce)
+                            .query_async(&mut conn)
+                            .await;
+                    });
+                }
                 command = commands.recv() => match command {
                     None => return,
                     Some(Command::Subscribe { channel, reply }) => {
@@ -279,8 +331,12 @@ async fn run(
                             let _ = reply.send(result);
                         });
                     }
+                    // Spawned: a stale connection must not stop the loop.
                     Some(Command::Unsubscribe { channel }) => {
-                        let _ = sink.unsubscribe(&channel).await;
+                        let mut sink = sink.clone();
+                        tokio::spawn(async move {
+                            let _ = sink.unsubscribe(&channel).await;
+                        });
                     }
                 },
             }
@@ -296,10 +352,16 @@ async fn connect(
     inner: &Inner,
 ) -> redis::RedisResult<(redis::aio::PubSubSink, redis::aio::PubSubStream)> {
     let (mut sink, stream) = client.get_async_pubsub().await?.split();
-    let channels: Vec<String> = inner.routes().keys().map(|room| channel(room)).collect();
-    if !channels.is_empty() {
-        sink.subscribe(&channels).await?;
-    }
+    let mut channels: Vec<String> = inner.routes().keys().map(|room| channel(room)).collect();
+    channels.push(inner.probe_channel.clone());
+    tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(&channels))
+        .await
+        .map_err(|_| {
+            redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "Redis did not confirm the subscriptions in time",
+            ))
+        })??;
     Ok((sink, stream))
 }
 

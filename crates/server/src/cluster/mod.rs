@@ -122,7 +122,7 @@ pub(crate) async fn connect(
             reason: e.to_string(),
         })?;
     let node: Arc<str> = node.into();
-    let bus = Bus::start(client, metrics, node.clone());
+    let bus = Bus::start(client, conn.clone(), metrics, node.clone());
     let presence = Presence::new(
         conn.clone(),
         node,

@@ -183,6 +183,49 @@ async fn a_gap_on_the_channel_is_filled_from_the_stream() {
     assert!(common::metric(b.local_addr(), "actorchat_cluster_catch_ups_total").await >= 1.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_lost_its_newest_messages_gets_a_new_epoch_and_never_reuses_an_id() {
+    let Some(redis) = RedisServer::start("a_stream_that_lost_its_tail", false) else {
+        return;
+    };
+    let (a, b) = nodes(&redis).await;
+    let mut ada = Client::connect(a.local_addr(), "Ada", "rewind").await;
+    let mut bob = Client::connect(b.local_addr(), "Bob", "rewind").await;
+    for text in ["one", "two", "three"] {
+        ada.chat(text).await;
+    }
+    for client in [&mut ada, &mut bob] {
+        assert_eq!(chats(client, 3).await[2].id, 3);
+    }
+    let old_epoch = bob.welcome.epoch.clone();
+    // As if Redis came back from an AOF a second old: the stream says 1.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg("ac:{r:rewind}:meta")
+        .arg("t")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    ada.chat("four").await;
+    for client in [&mut ada, &mut bob] {
+        let welcome = client
+            .next_matching(|f| match f {
+                ServerFrame::Welcome(w) => Some(w),
+                _ => None,
+            })
+            .await;
+        assert_eq!(welcome.recovered, Some(false));
+        assert_ne!(welcome.epoch, old_epoch);
+        // The older history stays; "four" continues after the newest id
+        // anyone was shown, not after the stream's rewound top.
+        assert_eq!(ids(&welcome.history), [1, 2, 3, 4]);
+        let ChatFrame::Chat(last) = &welcome.history[3];
+        assert_eq!(last.text, "four");
+    }
+}
+
 /// Waits until `/readyz` answers `status`.
 async fn ready_becomes(node: &RunningServer, status: u16) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

@@ -45,19 +45,25 @@ pub(crate) const CHAT_PREFIX: &str = "{\"type\":\"chat\",\"id\":";
 /// Appends frames and publishes them; see the module comment. Returns the
 /// first frame's id.
 ///
-/// KEYS: meta, log. ARGV: new epoch (used only if the stream is new),
-/// floor (the newest id the caller has seen: a recreated stream continues
-/// after it, so ids are not reused), max length, TTL seconds, channel,
-/// then one frame tail per message.
+/// KEYS: meta, log. ARGV: new epoch (used only if the stream is new or
+/// lost its newest messages), floor (the newest id the caller has
+/// delivered: a recreated stream continues after it, so an id is never
+/// given to two messages), max length, TTL seconds, channel, then one
+/// frame tail per message.
 const PUBLISH: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'e')
-local top
+local top = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+local floor = tonumber(ARGV[2])
 if not epoch then
   epoch = ARGV[1]
-  top = tonumber(ARGV[2])
+  top = floor
   redis.call('DEL', KEYS[2])
-else
-  top = tonumber(redis.call('HGET', KEYS[1], 't'))
+elseif top < floor then
+  -- The stream lost its newest messages (Redis restarted from an older
+  -- snapshot or AOF): it is another stream now, continuing after the
+  -- newest id anyone was shown.
+  epoch = ARGV[1]
+  top = floor
 end
 local first = top + 1
 local frames = {}
@@ -76,17 +82,21 @@ return first
 "#;
 
 /// The stream's epoch and newest id, creating an empty stream (with a new
-/// epoch, continuing after the floor) if there is none. KEYS: meta, log.
-/// ARGV: new epoch, floor, TTL seconds.
+/// epoch, continuing after the floor) if there is none, and giving a new
+/// epoch to one that lost messages below the floor. KEYS: meta, log. ARGV:
+/// new epoch, floor, TTL seconds.
 const HEAD: &str = r#"
 local epoch = redis.call('HGET', KEYS[1], 'e')
+local top = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
 if not epoch then
   redis.call('DEL', KEYS[2])
+end
+if not epoch or top < tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'e', ARGV[1], 't', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   return {ARGV[1], ARGV[2]}
 end
-return {epoch, redis.call('HGET', KEYS[1], 't')}
+return {epoch, string.format('%d', top)}
 "#;
 
 /// The key names of one room.

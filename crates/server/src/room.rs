@@ -440,7 +440,12 @@ impl Actor for Room {
             RoomMsg::Published(result) => state.published(&myself, result),
             RoomMsg::Delivered(delivery) => state.delivered(&myself, delivery).await,
             RoomMsg::Filled { head, read } => state.filled(&myself, head, read).await,
-            RoomMsg::CatchUp => state.read_missed(&myself, true).await,
+            RoomMsg::CatchUp => {
+                // Redis may have lost this node's presence with everything
+                // else (or missed a change made while it was away).
+                state.announce(PresenceNote::default());
+                state.read_missed(&myself, true).await;
+            }
             RoomMsg::CheckDelivered { upto } => {
                 if state.stream.as_ref().is_some_and(|s| s.last_id < upto) {
                     state.read_missed(&myself, true).await;
@@ -1347,27 +1352,37 @@ impl RoomState {
             renamed: self.presence.renamed.drain(..).take(cap).collect(),
         };
         self.presence.last_flush = Some(Instant::now());
-        if let Some(cluster) = self.streams.cluster() {
-            cluster.presence.announce(
-                &self.name,
-                PresenceNote {
-                    node: cluster.presence.node.to_string(),
-                    count: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
-                    names: self
-                        .members
-                        .values()
-                        .filter(|m| m.announced)
-                        .map(|m| m.name.clone())
-                        .take(MAX_PARTICIPANTS_LISTED)
-                        .collect(),
-                    joined: update.joined.clone(),
-                    left: update.left.clone(),
-                    renamed: update.renamed.clone(),
-                },
-            );
-        }
+        self.announce(PresenceNote {
+            joined: update.joined.clone(),
+            left: update.left.clone(),
+            renamed: update.renamed.clone(),
+            ..PresenceNote::default()
+        });
         let frame = ServerFrame::RoomUpdate(update).to_json();
         self.broadcast(myself, &Bytes::from(frame), Instant::now());
+    }
+
+    /// Cluster mode: tells the other nodes this node's members in the room
+    /// now (count and names) and the change (`note`'s deltas).
+    fn announce(&self, note: PresenceNote) {
+        let Some(cluster) = self.streams.cluster() else {
+            return;
+        };
+        cluster.presence.announce(
+            &self.name,
+            PresenceNote {
+                node: cluster.presence.node.to_string(),
+                count: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+                names: self
+                    .members
+                    .values()
+                    .filter(|m| m.announced)
+                    .map(|m| m.name.clone())
+                    .take(MAX_PARTICIPANTS_LISTED)
+                    .collect(),
+                ..note
+            },
+        );
     }
 
     /// Everyone in the room: this node's members and (cluster mode) the
@@ -1393,6 +1408,7 @@ impl RoomState {
             left,
             renamed,
         } = note;
+        let before = self.participants();
         if count == 0 {
             self.remote.remove(&node);
         } else {
@@ -1406,7 +1422,8 @@ impl RoomState {
                 },
             );
         }
-        if self.members.is_empty() || (joined.is_empty() && left.is_empty() && renamed.is_empty()) {
+        let quiet = joined.is_empty() && left.is_empty() && renamed.is_empty();
+        if self.members.is_empty() || (quiet && self.participants() == before) {
             return;
         }
         let update = ServerFrame::RoomUpdate(RoomUpdate {

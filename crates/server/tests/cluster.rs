@@ -324,6 +324,11 @@ async fn redis_restarted_empty_gives_members_a_fresh_welcome_not_recovered() {
         assert!(m.id > 1, "ids are not handed out twice");
     }
     assert!(common::metric(a.local_addr(), "actorchat_cluster_resyncs_total").await >= 1.0);
+    // The nodes announced their members again: a node that starts now
+    // counts everyone from what Redis holds.
+    let c = server(node(&redis)).await;
+    let carol = Client::connect(c.local_addr(), "Carol", "amnesia").await;
+    assert_eq!(carol.welcome.num_participants, 3);
 }
 
 /// The next `room_update` that satisfies `ok`.

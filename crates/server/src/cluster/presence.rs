@@ -111,6 +111,9 @@ impl Presence {
                 pipe.hset(&pres, &note.node, note.stored()).ignore();
                 pipe.sadd(&rooms, &room).ignore();
             }
+            // Also a heartbeat: a node that announces is alive (and after
+            // Redis lost everything, this restores it before the next beat).
+            pipe.zadd(NODES, &note.node, unix_millis()).ignore();
             pipe.publish(&channel, note.encode()).ignore();
             if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                 warn!(room = %room, error = %e, "cannot announce presence to the cluster; the next change repairs it");

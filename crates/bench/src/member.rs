@@ -63,6 +63,9 @@ struct Duties {
     /// The room's `num_participants` as this client last heard it (from
     /// its `welcome` and every `room_update`); carried across phases.
     participants: u64,
+    /// The id of the last chat this client received; a chat with an id
+    /// not above it is out of room order. Carried across phases.
+    last_chat_id: u64,
 }
 
 impl Duties {
@@ -74,6 +77,7 @@ impl Duties {
             calc_seq: 0,
             calc_waiting: None,
             participants: 0,
+            last_chat_id: 0,
         };
         let Some(spec) = &phase.spec else {
             return d;
@@ -191,9 +195,10 @@ pub async fn run(
             let _ = tokio::time::timeout(Duration::from_secs(2), ws.close()).await;
             break true;
         }
-        let participants = duties.participants;
+        let (participants, last_chat_id) = (duties.participants, duties.last_chat_id);
         duties = Duties::for_phase(&me, &phase);
         duties.participants = participants;
+        duties.last_chat_id = last_chat_id;
     };
     if !ended_by_us {
         phase.stats.disconnects.fetch_add(1, Relaxed);
@@ -319,7 +324,17 @@ fn on_text(
 ) {
     let now_us = arrival.unix_us;
     let stats = &phase.stats;
-    match stamp::read(text) {
+    let stamp = stamp::read(text);
+    if matches!(stamp, Some(Stamp::Chat { .. }))
+        && let Some(id) = stamp::chat_id(text)
+    {
+        // Every member is in one room, whose ids increase.
+        if id <= duties.last_chat_id {
+            stats.reordered.fetch_add(1, Relaxed);
+        }
+        duties.last_chat_id = duties.last_chat_id.max(id);
+    }
+    match stamp {
         Some(Stamp::Chat {
             client_id: Some(id),
             sent_at: Some(sent_at),

@@ -98,6 +98,10 @@ pub struct PhaseResult {
     pub received: u64,
     /// Receipts that belonged to an earlier phase (arrived after its grace).
     pub stale: u64,
+    /// Chats whose id was not above the last one their client received:
+    /// out of room order, or repeated.
+    #[serde(default)]
+    pub reordered: u64,
     pub pings_sent: u64,
     pub pongs: u64,
     pub calc_sent: u64,
@@ -144,6 +148,7 @@ impl PhaseResult {
             other_errors: 0,
             received: 0,
             stale: 0,
+            reordered: 0,
             pings_sent: 0,
             pongs: 0,
             calc_sent: 0,
@@ -173,6 +178,7 @@ impl PhaseResult {
         self.other_errors += o.other_errors;
         self.received += o.received;
         self.stale += o.stale;
+        self.reordered += o.reordered;
         self.pings_sent += o.pings_sent;
         self.pongs += o.pongs;
         self.calc_sent += o.calc_sent;
@@ -255,6 +261,7 @@ pub struct PhaseStats {
     pub unavailable: AtomicU64,
     pub other_errors: AtomicU64,
     pub stale: AtomicU64,
+    pub reordered: AtomicU64,
     pub pings_sent: AtomicU64,
     pub pongs: AtomicU64,
     pub calc_sent: AtomicU64,
@@ -279,6 +286,7 @@ impl PhaseStats {
             unavailable: AtomicU64::new(0),
             other_errors: AtomicU64::new(0),
             stale: AtomicU64::new(0),
+            reordered: AtomicU64::new(0),
             pings_sent: AtomicU64::new(0),
             pongs: AtomicU64::new(0),
             calc_sent: AtomicU64::new(0),
@@ -356,6 +364,7 @@ impl PhaseStats {
         r.unavailable = self.unavailable.load(Relaxed);
         r.other_errors = self.other_errors.load(Relaxed);
         r.stale = self.stale.load(Relaxed);
+        r.reordered = self.reordered.load(Relaxed);
         r.pings_sent = self.pings_sent.load(Relaxed);
         r.pongs = self.pongs.load(Relaxed);
         r.calc_sent = self.calc_sent.load(Relaxed);

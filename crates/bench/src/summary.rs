@@ -55,6 +55,9 @@ pub struct Summary {
     /// `expected_deliveries − received_deliveries` (never negative).
     pub loss: u64,
     pub loss_ratio: f64,
+    /// Deliveries out of room order, summed over the phases.
+    #[serde(default)]
+    pub reordered: u64,
     pub deliveries_per_sec: f64,
     /// Chat delivery latency over all measured phases.
     pub latency: Option<Latency>,
@@ -119,6 +122,9 @@ pub struct PhaseSummary {
     pub other_errors: u64,
     /// Receipts of an earlier phase that arrived after its grace period.
     pub stale: u64,
+    /// Chats a client received out of room order (id not above its last).
+    #[serde(default)]
+    pub reordered: u64,
     /// Latest a scheduled send went out; large values mean the load
     /// generator itself could not keep up.
     pub max_send_lag_ms: f64,
@@ -213,6 +219,7 @@ impl PhaseSummary {
             slow_consumer_closes: r.slow_consumer_closes,
             other_errors: r.other_errors,
             stale: r.stale,
+            reordered: r.reordered,
             max_send_lag_ms: r.max_send_lag_us as f64 / 1000.0,
             server_cpu_seconds: cpu,
             client_cpu_seconds: r.client_cpu_seconds,
@@ -285,6 +292,7 @@ impl Summary {
         self.rate_limited += phase.rate_limited;
         self.expected_deliveries += phase.expected_deliveries;
         self.received_deliveries += phase.received_deliveries;
+        self.reordered += phase.reordered;
         self.loss = self
             .expected_deliveries
             .saturating_sub(self.received_deliveries);
@@ -458,14 +466,15 @@ impl Summary {
             }
             let _ = writeln!(
                 w,
-                "\n  total       sent {} ({} failed, {} rate-limited); deliveries {} expected, {} received, loss {} ({:.4} %)",
+                "\n  total       sent {} ({} failed, {} rate-limited); deliveries {} expected, {} received, loss {} ({:.4} %), {} out of order",
                 self.sent,
                 self.send_failed,
                 self.rate_limited,
                 self.expected_deliveries,
                 self.received_deliveries,
                 self.loss,
-                self.loss_ratio * 100.0
+                self.loss_ratio * 100.0,
+                self.reordered
             );
         }
         if let Some(c) = &self.capacity {

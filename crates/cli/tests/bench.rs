@@ -57,6 +57,7 @@ async fn fanout_delivers_everything_it_sends() {
     assert_eq!(s.expected_deliveries, s.sent * 20);
     assert_eq!(s.received_deliveries, s.expected_deliveries);
     assert_eq!(s.loss, 0);
+    assert_eq!(s.reordered, 0);
     let latency = s.latency.unwrap();
     assert_eq!(latency.count, s.received_deliveries);
     assert!(latency.p50_us <= latency.p99_us && latency.p99_us <= latency.max_us);
@@ -99,6 +100,7 @@ async fn fanout_over_cluster_nodes_delivers_everything_and_reports_each_node() {
     assert!(s.sent > 0);
     assert_eq!(s.received_deliveries, s.sent * 20);
     assert_eq!(s.loss, 0);
+    assert_eq!(s.reordered, 0, "every member got the room's order");
     let after = s.server.after.unwrap();
     assert_eq!(after.nodes.len(), 2);
     // Clients were spread over both nodes, and both delivered.

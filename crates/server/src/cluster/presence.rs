@@ -31,6 +31,10 @@ use crate::history::channel;
 /// The sorted set of node heartbeats.
 const NODES: &str = "ac:nodes";
 
+/// Tries per announcement, and the pause between them.
+const ANNOUNCE_ATTEMPTS: u32 = 5;
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(200);
+
 /// One node's presence change in one room, as published on the channel
 /// (`p <json>`) and, without the deltas, stored in the presence hash.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -115,8 +119,16 @@ impl Presence {
             // Redis lost everything, this restores it before the next beat).
             pipe.zadd(NODES, &note.node, unix_millis()).ignore();
             pipe.publish(&channel, note.encode()).ignore();
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                warn!(room = %room, error = %e, "cannot announce presence to the cluster; the next change repairs it");
+            // A few tries: right after Redis comes back, the command
+            // connection may still be reconnecting.
+            for attempt in 1..=ANNOUNCE_ATTEMPTS {
+                match pipe.query_async::<()>(&mut conn).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == ANNOUNCE_ATTEMPTS => {
+                        warn!(room = %room, error = %e, "cannot announce presence to the cluster; the next change repairs it");
+                    }
+                    Err(_) => tokio::time::sleep(ANNOUNCE_RETRY).await,
+                }
             }
         });
     }

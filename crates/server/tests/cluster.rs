@@ -23,6 +23,30 @@ async fn nodes(redis: &RedisServer) -> (RunningServer, RunningServer) {
     (server(node(redis)).await, server(node(redis)).await)
 }
 
+/// A private Redis, two nodes, and a member on each: Ada on `a`, Bob on `b`.
+struct TwoNodes {
+    redis: RedisServer,
+    a: RunningServer,
+    b: RunningServer,
+    ada: Client,
+    bob: Client,
+}
+
+/// [`TwoNodes`] in `room`, or `None` when Redis is not installed.
+async fn two_nodes(test: &str, persistent: bool, room: &str) -> Option<TwoNodes> {
+    let redis = RedisServer::start(test, persistent)?;
+    let (a, b) = nodes(&redis).await;
+    let ada = Client::connect(a.local_addr(), "Ada", room).await;
+    let bob = Client::connect(b.local_addr(), "Bob", room).await;
+    Some(TwoNodes {
+        redis,
+        a,
+        b,
+        ada,
+        bob,
+    })
+}
+
 /// The next `n` chats a client receives.
 async fn chats(client: &mut Client, n: usize) -> Vec<ChatMessage> {
     let mut out = Vec::with_capacity(n);
@@ -38,12 +62,16 @@ fn ids(history: &[ChatFrame]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_on_two_nodes_see_one_order() {
-    let Some(redis) = RedisServer::start("members_on_two_nodes_see_one_order", false) else {
+    let Some(TwoNodes {
+        redis: _redis,
+        a,
+        b: _b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("members_on_two_nodes_see_one_order", false, "lobby").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "lobby").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "lobby").await;
     assert_eq!(
         ada.welcome.epoch, bob.welcome.epoch,
         "one stream, one epoch"
@@ -127,12 +155,16 @@ async fn history_resume_and_scroll_back_come_from_the_shared_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gap_on_the_channel_is_filled_from_the_stream() {
-    let Some(redis) = RedisServer::start("a_gap_on_the_channel_is_filled", false) else {
+    let Some(TwoNodes {
+        redis,
+        a: _a,
+        b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("a_gap_on_the_channel_is_filled", false, "gaps").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "gaps").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "gaps").await;
     ada.chat("one").await;
     for client in [&mut ada, &mut bob] {
         assert_eq!(chats(client, 1).await[0].id, 1);
@@ -185,12 +217,16 @@ async fn a_gap_on_the_channel_is_filled_from_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_lost_its_newest_messages_gets_a_new_epoch_and_never_reuses_an_id() {
-    let Some(redis) = RedisServer::start("a_stream_that_lost_its_tail", false) else {
+    let Some(TwoNodes {
+        redis,
+        a: _a,
+        b: _b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("a_stream_that_lost_its_tail", false, "rewind").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "rewind").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "rewind").await;
     for text in ["one", "two", "three"] {
         ada.chat(text).await;
     }
@@ -254,12 +290,16 @@ async fn next_error(client: &mut Client) -> ErrorCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_refuses_chat_and_a_persistent_restart_continues_the_stream() {
-    let Some(mut redis) = RedisServer::start("redis_down_persistent", true) else {
+    let Some(TwoNodes {
+        mut redis,
+        a,
+        b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("redis_down_persistent", true, "outage").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "outage").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "outage").await;
     ada.chat("before").await;
     assert_eq!(chats(&mut bob, 1).await[0].id, 1);
     let epoch = bob.welcome.epoch.clone();
@@ -290,12 +330,16 @@ async fn redis_down_refuses_chat_and_a_persistent_restart_continues_the_stream()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_gives_members_a_fresh_welcome_not_recovered() {
-    let Some(mut redis) = RedisServer::start("redis_restarted_empty", false) else {
+    let Some(TwoNodes {
+        mut redis,
+        a,
+        b: _b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("redis_restarted_empty", false, "amnesia").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "amnesia").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "amnesia").await;
     ada.chat("before").await;
     assert_eq!(chats(&mut bob, 1).await[0].id, 1);
     let old_epoch = bob.welcome.epoch.clone();
@@ -346,12 +390,16 @@ async fn update_where(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_spans_the_nodes() {
-    let Some(redis) = RedisServer::start("presence_spans_the_nodes", false) else {
+    let Some(TwoNodes {
+        redis: _redis,
+        a: _a,
+        b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("presence_spans_the_nodes", false, "hall").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "hall").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "hall").await;
     // Ada hears Bob join on the other node, and both count two.
     update_where(&mut ada, |u| {
         u.joined.contains(&"Bob".to_owned()) && u.num_participants == 2
@@ -377,12 +425,16 @@ async fn presence_spans_the_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_calculation_s_full_value_is_served_by_every_node() {
-    let Some(redis) = RedisServer::start("a_calculation_s_full_value", false) else {
+    let Some(TwoNodes {
+        redis: _redis,
+        a,
+        b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("a_calculation_s_full_value", false, "maths").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "maths").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "maths").await;
     ada.chat("20!").await;
     let calc = bob.next_chat().await.calc.expect("a calculation result");
     assert_eq!(calc.value.as_deref(), Some("2432902008176640000"));
@@ -412,12 +464,16 @@ async fn a_calculation_s_full_value_is_served_by_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_that_stops_delivering_is_noticed_and_reconnected() {
-    let Some(redis) = RedisServer::start("a_silent_subscription", false) else {
+    let Some(TwoNodes {
+        redis,
+        a,
+        b,
+        mut ada,
+        mut bob,
+    }) = two_nodes("a_silent_subscription", false, "quiet").await
+    else {
         return;
     };
-    let (a, b) = nodes(&redis).await;
-    let mut ada = Client::connect(a.local_addr(), "Ada", "quiet").await;
-    let mut bob = Client::connect(b.local_addr(), "Bob", "quiet").await;
     bob.chat("before").await;
     assert_eq!(ada.next_chat().await.text, "before");
 

@@ -105,6 +105,16 @@ pub struct HistoryMetrics {
     pub commit_messages: CountHistogram,
     /// From a resume request reaching the room to its `welcome` being queued.
     pub resume_seconds: Histogram,
+    /// One checkpoint pass of the checkpointer thread (never on the
+    /// writer's path).
+    pub checkpoint_seconds: Histogram,
+    /// The writer's share of a WAL restart: copying the rest between two
+    /// commits (a stall of every room's commits).
+    pub wal_finish_seconds: Histogram,
+    /// Frames (pages) in the WAL at the last checkpoint, and how many of
+    /// them were not yet in the database file.
+    pub wal_frames: AtomicU64,
+    pub wal_uncopied_frames: AtomicU64,
 }
 
 /// Cluster mode's figures (see `crate::cluster`); all zero on one node.
@@ -280,6 +290,38 @@ impl HistoryMetrics {
             "actorchat_history_resume_seconds",
             "From a resume request reaching its room to the welcome being queued.",
         );
+        self.checkpoint_seconds.render(
+            out,
+            "actorchat_history_checkpoint_seconds",
+            "One WAL checkpoint pass of the checkpointer thread (off the writer's path).",
+        );
+        self.wal_finish_seconds.render(
+            out,
+            "actorchat_history_wal_finish_seconds",
+            "The writer copying the rest of the WAL so that it can start over (commits wait meanwhile).",
+        );
+        metric(
+            out,
+            "actorchat_history_wal_frames",
+            "gauge",
+            "Frames (pages) in the SQLite WAL at the last checkpoint.",
+            self.wal_frames.load(Relaxed),
+        );
+        metric(
+            out,
+            "actorchat_history_wal_uncopied_frames",
+            "gauge",
+            "WAL frames not yet copied into the database file at the last checkpoint.",
+            self.wal_uncopied_frames.load(Relaxed),
+        );
+    }
+
+    /// Records what a checkpoint found.
+    pub(crate) fn note_wal(&self, log: i64, copied: i64) {
+        let frames = |n: i64| u64::try_from(n).unwrap_or(0);
+        self.wal_frames.store(frames(log), Relaxed);
+        self.wal_uncopied_frames
+            .store(frames(log.saturating_sub(copied)), Relaxed);
     }
 }
 
@@ -444,6 +486,11 @@ const BUCKETS: [f64; 15] = [
 ];
 
 impl Histogram {
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
     pub fn observe(&self, d: std::time::Duration) {
         let secs = d.as_secs_f64();
         for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {

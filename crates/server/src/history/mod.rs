@@ -26,6 +26,7 @@
 //! committed. The room never waits for the disk; it keeps receiving and
 //! queues what arrives meanwhile for the next batch (see `crate::room`).
 
+mod checkpointer;
 mod memory;
 mod recent;
 mod redis_streams;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
+use super::checkpointer::{self, Limits, Wal};
 use super::writer::{self, WriterMsg};
 use super::{
     Append, Durability, Head, Health, OpenError, Page, Retention, RoomStreams, StoreError, Stored,
@@ -25,8 +26,10 @@ use crate::metrics::Metrics;
 /// have been applied. Append only: a released migration never changes.
 const MIGRATIONS: &[&str] = &[
     // 1: rooms keep their epoch and last id even when retention has removed
-    // every message, so ids are never reused. Messages are clustered by
-    // (room, id): every read is a range of one room.
+    // every message, so ids are never reused (`last_id` is written by
+    // retention, before it removes messages; a room's head is the larger of
+    // it and its newest message). Messages are clustered by (room, id):
+    // every read is a range of one room.
     "CREATE TABLE rooms (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -53,14 +56,11 @@ const MIGRATIONS: &[&str] = &[
 /// the file (a `pread` each) on every commit.
 const CACHE: &str = "PRAGMA cache_size=-65536; PRAGMA mmap_size=268435456;";
 
-/// WAL pages between automatic checkpoints (SQLite's default is 1,000).
-/// A checkpoint runs inside the commit that crosses the mark and fsyncs
-/// (even with `synchronous=NORMAL`), stalling every room's broadcasts for
-/// that long; at 1,000 pages a chatty room crossed it every few seconds and
-/// the stalls set the delivery p99. 10,000 pages (~40 MiB of WAL) makes
-/// them ten times rarer; the copy itself stays small, since a checkpoint
-/// writes each distinct page once.
-const WAL_AUTOCHECKPOINT: &str = "PRAGMA wal_autocheckpoint=10000;";
+/// The writer never checkpoints by itself (SQLite's automatic checkpoint
+/// runs inside a commit and stalls every room for the copy and its fsync);
+/// the checkpointer thread does it ([`super::checkpointer`]). When the WAL
+/// starts over, its file is cut back to 256 MiB.
+const WAL: &str = "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=268435456;";
 
 /// Read connections kept open for reuse; more may be opened under load.
 const POOLED_READERS: usize = 4;
@@ -82,6 +82,16 @@ impl SqliteStreams {
         sync: Durability,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+    ) -> Result<SqliteStreams, OpenError> {
+        Self::open_with(data_dir, sync, metrics, health, Limits::default())
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        sync: Durability,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        wal_limits: Limits,
     ) -> Result<SqliteStreams, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
             path: data_dir.to_owned(),
@@ -109,11 +119,15 @@ impl SqliteStreams {
             });
         }
         conn.execute_batch(&format!(
-            "PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000; {CACHE} {WAL_AUTOCHECKPOINT}"
+            "PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000; {CACHE} {WAL}"
         ))
         .map_err(db_error)?;
         migrate(&conn, &path)?;
-        let writer = writer::spawn(conn, metrics, health).map_err(OpenError::Thread)?;
+        let wal = Arc::new(Wal::new(wal_limits));
+        let (stop_checkpointer, stop) = std::sync::mpsc::channel();
+        checkpointer::spawn(&path, wal.clone(), metrics.clone(), stop)?;
+        let writer = writer::spawn(conn, metrics, health, wal, stop_checkpointer)
+            .map_err(OpenError::Thread)?;
         let streams = SqliteStreams {
             path: path.clone(),
             readers: Arc::new(Mutex::new(Vec::new())),
@@ -403,6 +417,38 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A room keeps several batches in flight: when one fails, the batch
+    /// numbered after it must not be stored, or the stream would have a
+    /// gap; a batch that follows what is stored is.
+    #[tokio::test]
+    async fn a_batch_that_does_not_follow_the_stored_ids_is_refused_alone() {
+        let dir = temp_dir("gap");
+        let streams = Streams::open(&config(&dir), Arc::default()).unwrap();
+        streams.head("r", 0).await.unwrap();
+        streams.head("other", 0).await.unwrap();
+        append(&streams, "r", 1..=2, 1).await;
+        let (gap, gap_done) = oneshot::channel();
+        streams.append(Append {
+            room: "r".into(),
+            messages: vec![Stored {
+                id: 5,
+                at_ms: 1,
+                frame: Bytes::from_static(b"{}"),
+            }],
+            done: Box::new(move |r| {
+                let _ = gap.send(r);
+            }),
+        });
+        // Queued behind it, possibly in the same transaction: unharmed.
+        append(&streams, "other", 1..=1, 1).await;
+        assert!(matches!(gap_done.await.unwrap(), Err(StoreError::Write(_))));
+        assert_eq!(ids(&streams.latest("r", 10).await.unwrap()), [1, 2]);
+        assert_eq!(ids(&streams.latest("other", 10).await.unwrap()), [1]);
+        append(&streams, "r", 3..=3, 1).await;
+        assert_eq!(streams.head("r", 0).await.unwrap().last_id, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn trimming_by_count_and_by_age() {
         let dir = temp_dir("trim");
@@ -434,8 +480,95 @@ mod tests {
         let streams = Streams::open(&config, Arc::default()).unwrap();
         while streams.trim().await.unwrap() > 0 {}
         assert_eq!(ids(&streams.after("r", 0, 1).await.unwrap()), [2501]);
-        // The last id survives trimming.
+        // The last id survives trimming, even of every message.
         assert_eq!(streams.head("r", 0).await.unwrap().last_id, 3000);
+        drop(streams);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        config.retention.max_age = Some(std::time::Duration::from_millis(1));
+        let streams = Streams::open(&config, Arc::default()).unwrap();
+        while streams.trim().await.unwrap() > 0 {}
+        assert!(streams.latest("r", 10).await.unwrap().is_empty());
+        drop(streams);
+        let streams = Streams::open(&config, Arc::default()).unwrap();
+        assert_eq!(streams.head("r", 0).await.unwrap().last_id, 3000);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Under writes that never pause, a PASSIVE checkpoint alone would let
+    /// the WAL grow for ever (autocheckpoint is off); the writer's finish
+    /// keeps it bounded, and nothing is lost on the way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_writes_that_never_pause() {
+        let dir = temp_dir("wal");
+        let metrics = Arc::new(Metrics::default());
+        let limits = Limits {
+            interval: std::time::Duration::from_millis(5),
+            pass_messages: 50,
+            reset: 64,
+            finish: 32,
+            hard: 256,
+        };
+        let streams = Arc::new(
+            SqliteStreams::open_with(
+                &dir,
+                Durability::Normal,
+                metrics.clone(),
+                Arc::default(),
+                limits,
+            )
+            .unwrap(),
+        );
+        const ROOMS: u64 = 40;
+        const BATCHES: u64 = 300;
+        let mut writers = Vec::new();
+        for r in 0..ROOMS {
+            let streams = streams.clone();
+            writers.push(tokio::spawn(async move {
+                let room = format!("room-{r}");
+                streams.head(&room).await.unwrap();
+                for b in 0..BATCHES {
+                    let (tx, rx) = oneshot::channel();
+                    streams.append(Append {
+                        room: room.as_str().into(),
+                        messages: (b * 2 + 1..=b * 2 + 2)
+                            .map(|id| Stored {
+                                id,
+                                at_ms: 1,
+                                frame: Bytes::from(format!(
+                                    "{{\"id\":{id},\"text\":\"{}\"}}",
+                                    "x".repeat(200)
+                                )),
+                            })
+                            .collect(),
+                        done: Box::new(move |r| {
+                            let _ = tx.send(r);
+                        }),
+                    });
+                    rx.await.unwrap().unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        // Without restarts the WAL would hold every page of every commit
+        // (about 150 MB here); with them, what a few passes leave behind.
+        let commits = metrics.history.commit_seconds.count();
+        assert!(commits > 200, "{commits} commits");
+        let wal_bytes = std::fs::metadata(dir.join("actorchat.db-wal"))
+            .unwrap()
+            .len();
+        assert!(
+            wal_bytes < 32 << 20,
+            "the WAL grew to {wal_bytes} bytes over {commits} commits"
+        );
+        assert!(metrics.history.checkpoint_seconds.count() > 0);
+        for r in 0..ROOMS {
+            let room = format!("room-{r}");
+            assert_eq!(streams.head(&room).await.unwrap().last_id, BATCHES * 2);
+            let all = streams.after(&room, 0, 1000).await.unwrap();
+            assert_eq!(ids(&all), (1..=BATCHES * 2).collect::<Vec<_>>());
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

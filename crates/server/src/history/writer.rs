@@ -10,6 +10,9 @@
 //!
 //! Retention runs here too, between batches, in transactions of at most
 //! [`TRIM_BATCH`] deletions, so trimming never holds the write lock long.
+//! Checkpoints do not: they run on their own thread, and the writer only
+//! copies the small rest that lets the WAL start over
+//! ([`super::checkpointer`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,9 +24,17 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 use tracing::{error, warn};
 
+use super::checkpointer::{self, Wal};
 use super::{Append, Head, Health, Retention, StoreError, new_epoch};
 use crate::clock::unix_millis;
 use crate::metrics::Metrics;
+
+/// A room's last id, in a query over `rooms`: its newest message's, or what
+/// its row kept when retention last removed messages, whichever is larger.
+/// So the row is written only by retention, never by a commit (which saves
+/// a page of `rooms` in the WAL per room and commit).
+const LAST_ID: &str =
+    "max(last_id, coalesce((SELECT max(id) FROM messages WHERE room = rooms.id), 0))";
 
 /// Most messages committed in one transaction.
 const MAX_BATCH_MESSAGES: usize = 8192;
@@ -76,10 +87,14 @@ impl WriterHandle {
 }
 
 /// Starts the writer thread; it ends when every handle is dropped.
+/// `checkpointer` is the sender whose drop (when the writer ends) stops the
+/// checkpointer thread.
 pub(crate) fn spawn(
     conn: Connection,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    wal: Arc<Wal>,
+    checkpointer: mpsc::Sender<()>,
 ) -> std::io::Result<WriterHandle> {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     std::thread::Builder::new()
@@ -89,7 +104,9 @@ pub(crate) fn spawn(
                 conn,
                 metrics,
                 health,
-                room_ids: HashMap::new(),
+                rooms: HashMap::new(),
+                wal,
+                _checkpointer: checkpointer,
             }
             .run(&rx);
         })?;
@@ -100,8 +117,11 @@ struct Writer {
     conn: Connection,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    /// Room name → rowid, filled as rooms are written.
-    room_ids: HashMap<Arc<str>, i64>,
+    /// Room name → its row and last stored id, filled as rooms are written
+    /// (cleared when a commit fails: it may name what was rolled back).
+    rooms: HashMap<Arc<str>, RoomRow>,
+    wal: Arc<Wal>,
+    _checkpointer: mpsc::Sender<()>,
 }
 
 impl Writer {
@@ -147,6 +167,26 @@ impl Writer {
             for (retention, reply) in trims {
                 let _ = reply.send(self.trim(retention));
             }
+            // After the rooms were told: they broadcast while this copies.
+            if self.wal.take_finish() {
+                self.finish_checkpoint();
+            }
+        }
+    }
+
+    /// Copies what the checkpointer left in the WAL, so that every frame is
+    /// in the database file and the next commit starts the WAL over.
+    fn finish_checkpoint(&mut self) {
+        let started = Instant::now();
+        let history = &self.metrics.history;
+        match checkpointer::passive(&self.conn) {
+            Ok(progress) => {
+                history.wal_finish_seconds.observe(started.elapsed());
+                history.note_wal(progress.log, progress.copied);
+            }
+            Err(e) => {
+                warn!(error = %e, "copying the rest of the WAL failed; the checkpointer tries again")
+            }
         }
     }
 
@@ -166,8 +206,18 @@ impl Writer {
 
     fn commit(&mut self, batch: Vec<WriterMsg>, messages: usize) {
         let started = Instant::now();
-        let result = self.write(&batch);
+        let mut rejected = vec![false; batch.len()];
+        let result = self.write(&batch, &mut rejected);
         let history = &self.metrics.history;
+        let messages = messages
+            - batch
+                .iter()
+                .zip(&rejected)
+                .map(|(msg, &no)| match msg {
+                    WriterMsg::Append(a) if no => a.messages.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
         match &result {
             Ok(()) if messages > 0 => {
                 history.commit_seconds.observe(started.elapsed());
@@ -176,15 +226,21 @@ impl Writer {
             }
             Ok(()) => {}
             Err(e) => {
-                // The cache may name rooms whose insert was rolled back.
-                self.room_ids.clear();
+                // The cache may name rooms or ids that were rolled back.
+                self.rooms.clear();
                 history.write_errors.fetch_add(1, Relaxed);
                 error!(error = %e, messages, "storage commit failed; the batch is answered `unavailable` and not broadcast");
             }
         }
         self.health.record(&result.clone().map(|_| ()));
-        for msg in batch {
+        if result.is_ok() {
+            self.wal.committed(messages);
+        }
+        for (msg, rejected) in batch.into_iter().zip(rejected) {
             match msg {
+                WriterMsg::Append(append) if rejected => (append.done)(Err(StoreError::Write(
+                    "an earlier batch of this room was not stored".into(),
+                ))),
                 WriterMsg::Append(append) => (append.done)(result.clone()),
                 WriterMsg::Head { room, reply } => {
                     let _ = reply.send(result.clone().and_then(|()| self.head(&room)));
@@ -194,35 +250,44 @@ impl Writer {
         }
     }
 
-    /// Writes a batch in one transaction; all or nothing.
-    fn write(&mut self, batch: &[WriterMsg]) -> Result<(), StoreError> {
+    /// Writes a batch in one transaction; all or nothing, except that an
+    /// append that does not continue its room's stored ids is left out and
+    /// marked in `rejected`. A room keeps several batches in flight, so when
+    /// one fails, the next (numbered after it) must fail too, or the
+    /// stream would have a gap that nobody could ever fill.
+    fn write(&mut self, batch: &[WriterMsg], rejected: &mut [bool]) -> Result<(), StoreError> {
         let fail = |e: rusqlite::Error| StoreError::Write(e.to_string());
         let tx = self.conn.transaction().map_err(fail)?;
-        for msg in batch {
+        for (msg, rejected) in batch.iter().zip(rejected) {
             match msg {
                 WriterMsg::Append(append) => {
-                    let room = room_id(&tx, &mut self.room_ids, &append.room).map_err(fail)?;
+                    let row = room_row(&tx, &mut self.rooms, &append.room).map_err(fail)?;
+                    let (Some(first), Some(last)) =
+                        (append.messages.first(), append.messages.last())
+                    else {
+                        continue;
+                    };
+                    if first.id != row.last_id + 1 {
+                        *rejected = true;
+                        continue;
+                    }
+                    row.last_id = last.id;
+                    let room = row.id;
                     let mut insert = tx
                         .prepare_cached(
                             "INSERT INTO messages (room, id, at_ms, frame) VALUES (?1, ?2, ?3, ?4)",
                         )
                         .map_err(fail)?;
+                    // The room's row is not touched (see `LAST_ID`).
                     for m in &append.messages {
                         insert
                             .execute(params![room, int(m.id), int(m.at_ms), &m.frame[..]])
                             .map_err(fail)?;
                     }
-                    if let Some(last) = append.messages.last() {
-                        tx.prepare_cached(
-                            "UPDATE rooms SET last_id = ?2 WHERE id = ?1 AND last_id < ?2",
-                        )
-                        .and_then(|mut s| s.execute(params![room, int(last.id)]))
-                        .map_err(fail)?;
-                    }
                 }
                 WriterMsg::Head { room, .. } => {
                     let room: Arc<str> = room.as_str().into();
-                    room_id(&tx, &mut self.room_ids, &room).map_err(fail)?;
+                    room_row(&tx, &mut self.rooms, &room).map_err(fail)?;
                 }
                 WriterMsg::Trim { .. } => {}
             }
@@ -233,7 +298,7 @@ impl Writer {
     fn head(&self, room: &str) -> Result<Head, StoreError> {
         self.conn
             .query_row(
-                "SELECT epoch, last_id FROM rooms WHERE name = ?1",
+                &format!("SELECT epoch, {LAST_ID} FROM rooms WHERE name = ?1"),
                 [room],
                 |row| {
                     Ok(Head {
@@ -258,7 +323,7 @@ impl Writer {
         });
         let tx = self.conn.transaction().map_err(fail)?;
         let rooms: Vec<(i64, i64)> = tx
-            .prepare_cached("SELECT id, last_id FROM rooms")
+            .prepare_cached(&format!("SELECT id, {LAST_ID} FROM rooms"))
             .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(fail)?;
         let mut budget = TRIM_BATCH as i64;
@@ -298,6 +363,11 @@ impl Writer {
             if end <= first {
                 continue;
             }
+            // The newest message may be among those removed: its id must
+            // survive them (see `head`).
+            tx.prepare_cached("UPDATE rooms SET last_id = ?2 WHERE id = ?1 AND last_id < ?2")
+                .and_then(|mut s| s.execute(params![room, last_id]))
+                .map_err(fail)?;
             let n = tx
                 .prepare_cached("DELETE FROM messages WHERE room = ?1 AND id < ?2")
                 .and_then(|mut s| s.execute(params![room, end]))
@@ -320,24 +390,32 @@ impl Writer {
     }
 }
 
-/// The room's rowid, creating its stream (with a new epoch) if it is new.
-fn room_id(
+/// A room's row id and last stored id, as the writer tracks them.
+struct RoomRow {
+    id: i64,
+    last_id: u64,
+}
+
+/// The room's row, creating its stream (with a new epoch) if it is new.
+fn room_row<'a>(
     tx: &rusqlite::Transaction<'_>,
-    cache: &mut HashMap<Arc<str>, i64>,
+    cache: &'a mut HashMap<Arc<str>, RoomRow>,
     room: &Arc<str>,
-) -> rusqlite::Result<i64> {
-    if let Some(id) = cache.get(room) {
-        return Ok(*id);
+) -> rusqlite::Result<&'a mut RoomRow> {
+    if !cache.contains_key(room) {
+        tx.prepare_cached(
+            "INSERT INTO rooms (name, epoch, last_id, created_ms) VALUES (?1, ?2, 0, ?3) ON CONFLICT (name) DO NOTHING",
+        )?
+        .execute(params![&**room, new_epoch(), int(unix_millis())])?;
+        let (id, last_id) = tx
+            .prepare_cached(&format!("SELECT id, {LAST_ID} FROM rooms WHERE name = ?1"))?
+            .query_row([&**room], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))?;
+        let last_id = u64::try_from(last_id).unwrap_or(0);
+        cache.insert(room.clone(), RoomRow { id, last_id });
     }
-    tx.prepare_cached(
-        "INSERT INTO rooms (name, epoch, last_id, created_ms) VALUES (?1, ?2, 0, ?3) ON CONFLICT (name) DO NOTHING",
-    )?
-    .execute(params![&**room, new_epoch(), int(unix_millis())])?;
-    let id = tx
-        .prepare_cached("SELECT id FROM rooms WHERE name = ?1")?
-        .query_row([&**room], |r| r.get(0))?;
-    cache.insert(room.clone(), id);
-    Ok(id)
+    cache
+        .get_mut(room)
+        .ok_or(rusqlite::Error::QueryReturnedNoRows)
 }
 
 fn int(n: u64) -> i64 {

@@ -417,9 +417,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// A room keeps several batches in flight: when one fails, the batch
-    /// numbered after it must not be stored, or the stream would have a
-    /// gap; a batch that follows what is stored is.
+    /// A batch that does not follow the stored ids would leave a gap: it is
+    /// refused, alone; the next that does follow is stored.
     #[tokio::test]
     async fn a_batch_that_does_not_follow_the_stored_ids_is_refused_alone() {
         let dir = temp_dir("gap");

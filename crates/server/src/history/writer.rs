@@ -252,9 +252,9 @@ impl Writer {
 
     /// Writes a batch in one transaction; all or nothing, except that an
     /// append that does not continue its room's stored ids is left out and
-    /// marked in `rejected`. A room keeps several batches in flight, so when
-    /// one fails, the next (numbered after it) must fail too, or the
-    /// stream would have a gap that nobody could ever fill.
+    /// marked in `rejected`: ids are contiguous (resume and gap filling rely
+    /// on it), and one room's bad batch must not fail every other room's
+    /// messages in the same transaction.
     fn write(&mut self, batch: &[WriterMsg], rejected: &mut [bool]) -> Result<(), StoreError> {
         let fail = |e: rusqlite::Error| StoreError::Write(e.to_string());
         let tx = self.conn.transaction().map_err(fail)?;

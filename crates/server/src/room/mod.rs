@@ -8,13 +8,10 @@
 //! to storage ([`crate::history`]) without waiting; when storage reports the
 //! commit ([`RoomMsg::Committed`]) it offers the same bytes to every
 //! member's mailbox ([`crate::mailbox`]), never waiting for any of them.
-//! Up to [`MAX_IN_FLIGHT`] batches are in flight per room, so a message
-//! never waits for the previous one's commit and broadcast to begin its
-//! own; what arrives while they all are forms the next batch, so a slow
-//! disk makes batches bigger, not the room slower. A failed commit is
-//! answered `unavailable` to its senders and nothing of it is broadcast;
-//! the batches behind it fail too (storage refuses ids that do not follow
-//! what it holds), and the ids are handed out again (nobody saw them).
+//! One batch is in flight per room; what arrives meanwhile forms the next
+//! batch, so a slow disk makes batches bigger, not the room slower. A
+//! failed commit is answered `unavailable` to its senders and nothing of it
+//! is broadcast; the ids are handed out again (nobody saw them).
 //!
 //! Joins: a member's `welcome` carries the room's recent history, encoded
 //! once and shared by every joiner ([`Recent`]); a resuming member's
@@ -40,7 +37,7 @@
 
 mod shared;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -74,26 +71,8 @@ const MAX_NAMES_PER_UPDATE: usize = 50;
 /// member together and overflow their queues).
 const MAX_BATCH: usize = 64;
 
-/// Batches of one room that storage may be committing at once. One was
-/// not enough: a commit's completion wakes the room from the writer thread,
-/// so it queued behind the members' connections still writing the last
-/// broadcast, and every message waited for the previous one's broadcast
-/// to drain before its own commit even began.
-const MAX_IN_FLIGHT: usize = 4;
-
 /// Room size per base presence interval; see [`RoomState::presence_interval`].
 const PRESENCE_MEMBERS_PER_INTERVAL: usize = 1000;
-
-/// A message storage is committing: its sender, when the room received
-/// it, its id and its frame.
-struct InFlight {
-    session: SessionId,
-    received: Instant,
-    id: u64,
-    frame: Bytes,
-}
-
-type Batch = Vec<InFlight>;
 
 /// What a room can be asked to do.
 pub enum RoomMsg {
@@ -115,11 +94,8 @@ pub enum RoomMsg {
         join: Box<PendingJoin>,
         read: Result<Vec<Stored>, StoreError>,
     },
-    /// Storage finished the batch in flight that begins with id `first`.
-    Committed {
-        first: u64,
-        result: Result<(), StoreError>,
-    },
+    /// Storage finished the batch in flight.
+    Committed(Result<(), StoreError>),
     /// Cluster mode: Redis numbered, stored and published the batch in
     /// flight (its first id), or failed to.
     Published(Result<u64, StoreError>),
@@ -279,9 +255,8 @@ pub struct RoomState {
     stream: Option<StreamState>,
     /// Chats received and not yet handed to storage.
     waiting: Vec<Outgoing>,
-    /// The batches storage is committing, oldest first (cluster mode: the
-    /// one batch being published).
-    in_flight: VecDeque<Batch>,
+    /// The batch storage is committing: (sender, received, id, frame).
+    in_flight: Vec<(SessionId, Instant, u64, Bytes)>,
     /// Resumes waiting for a storage read; the room does not stop meanwhile.
     pending_resumes: usize,
     /// Cluster mode: frames from the channel that came after a gap, by id,
@@ -384,7 +359,7 @@ impl Actor for Room {
             streams: args.streams,
             stream: None,
             waiting: Vec::new(),
-            in_flight: VecDeque::new(),
+            in_flight: Vec::new(),
             pending_resumes: 0,
             ahead: BTreeMap::new(),
             filling: false,
@@ -452,8 +427,8 @@ impl Actor for Room {
                 state.pending_resumes -= 1;
                 state.resume_read(&myself, *join, read);
             }
-            RoomMsg::Committed { first, result } => {
-                let broadcast = state.committed(&myself, first, result);
+            RoomMsg::Committed(result) => {
+                let broadcast = state.committed(&myself, result);
                 if broadcast > 1 {
                     // A batch is many broadcasts in one step; let the
                     // members' connections (on this worker too) drain them
@@ -483,11 +458,7 @@ impl Actor for Room {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
                 state.chat(chat);
-                if state.stream.is_none() && !state.in_flight.is_empty() {
-                    // A commit failed and the batches behind it are still
-                    // coming back: nothing can be numbered until they have.
-                    state.fail_waiting();
-                } else if state.load_stream(&myself, 0).await {
+                if state.load_stream(&myself, 0).await {
                     state.send_batch(&myself);
                 } else {
                     state.fail_waiting();
@@ -935,37 +906,23 @@ impl RoomState {
     }
 
     /// Numbers the waiting chats, encodes each once and hands them to
-    /// storage, unless [`MAX_IN_FLIGHT`] batches already are (cluster mode:
-    /// one).
+    /// storage, unless a batch is already in flight.
     fn send_batch(&mut self, myself: &ActorRef<RoomMsg>) {
         let Some(stream) = self.stream.as_ref() else {
             return;
         };
-        if self.waiting.is_empty() {
+        if !self.in_flight.is_empty() || self.waiting.is_empty() {
             return;
         }
         let server_time = unix_millis();
         let take = self.waiting.len().min(MAX_BATCH);
         if self.streams.cluster().is_some() {
-            if self.in_flight.is_empty() {
-                let floor = stream.last_id;
-                self.publish_batch(myself, take, server_time, floor);
-            }
-            return;
+            let floor = stream.last_id;
+            return self.publish_batch(myself, take, server_time, floor);
         }
-        if self.in_flight.len() >= MAX_IN_FLIGHT {
-            return;
-        }
-        let first = self
-            .in_flight
-            .back()
-            .and_then(|batch| batch.last())
-            .map_or(stream.last_id, |m| m.id)
-            + 1;
-        let mut batch = Vec::with_capacity(take);
         let mut messages = Vec::with_capacity(take);
         for (i, out) in self.waiting.drain(..take).enumerate() {
-            let id = first + i as u64;
+            let id = stream.last_id + 1 + i as u64;
             let frame = Bytes::from(chat_frame(
                 &self.name,
                 out.author,
@@ -973,19 +930,14 @@ impl RoomState {
                 id,
                 server_time,
             ));
-            batch.push(InFlight {
-                session: out.session,
-                received: out.received,
-                id,
-                frame: frame.clone(),
-            });
+            self.in_flight
+                .push((out.session, out.received, id, frame.clone()));
             messages.push(Stored {
                 id,
                 at_ms: server_time,
                 frame,
             });
         }
-        self.in_flight.push_back(batch);
         let myself = myself.clone();
         self.streams.append(Append {
             room: self.key.clone(),
@@ -994,41 +946,21 @@ impl RoomState {
                 // A room that died meanwhile misses nothing: the messages
                 // are stored, and its successor's members see them in
                 // their `welcome` history.
-                let _ = myself.cast(RoomMsg::Committed { first, result });
+                let _ = myself.cast(RoomMsg::Committed(result));
             }),
         });
     }
 
-    /// The batch beginning with `first` is committed (broadcast it) or
-    /// failed (tell its senders); then the next batch goes. Returns how
-    /// many messages were broadcast.
-    fn committed(
-        &mut self,
-        myself: &ActorRef<RoomMsg>,
-        first: u64,
-        result: Result<(), StoreError>,
-    ) -> usize {
-        // Storage answers in order, but a batch it refused at once (a full
-        // queue) may be answered before those ahead of it.
-        let Some(at) = self
-            .in_flight
-            .iter()
-            .position(|batch| batch.first().is_some_and(|m| m.id == first))
-        else {
-            return 0;
-        };
-        let batch = self.in_flight.remove(at).unwrap_or_default();
+    /// The batch in flight is committed (broadcast it) or failed (tell
+    /// its senders); then the next batch goes. Returns how many messages
+    /// were broadcast.
+    fn committed(&mut self, myself: &ActorRef<RoomMsg>, result: Result<(), StoreError>) -> usize {
+        let batch = std::mem::take(&mut self.in_flight);
         let mut broadcast = 0;
         self.inbox.0.fetch_sub(batch.len(), Relaxed);
         match result {
             Ok(()) => {
-                for InFlight {
-                    received,
-                    id,
-                    frame,
-                    ..
-                } in batch
-                {
+                for (_, received, id, frame) in batch {
                     if let Some(stream) = self.stream.as_mut() {
                         stream.last_id = id;
                         self.stats.last_id.store(id, Relaxed);
@@ -1040,8 +972,8 @@ impl RoomState {
             }
             Err(e) => {
                 warn!(room = %self.name, error = %e, messages = batch.len(), "messages not stored; answering their senders `unavailable`");
-                for m in batch {
-                    self.unavailable(m.session);
+                for (session, ..) in batch {
+                    self.unavailable(session);
                 }
                 // Re-read the last id before numbering anything again.
                 self.stream = None;

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ractor::ActorRef;
 use tracing::{error, warn};
 
-use super::{InFlight, Outgoing, RoomMsg, RoomState, chat_frame, welcome_frame};
+use super::{Outgoing, RoomMsg, RoomState, chat_frame, welcome_frame};
 use crate::cluster::{Delivery, PresenceNote};
 use crate::history::{CHAT_PREFIX, Head, Publish, StoreError, Stored};
 use crate::identity::SessionId;
@@ -37,7 +37,6 @@ impl RoomState {
         floor: u64,
     ) {
         let mut tails = Vec::with_capacity(take);
-        let mut publishing = Vec::with_capacity(take);
         let batch: Vec<Outgoing> = self.waiting.drain(..take).collect();
         for out in batch {
             let frame = chat_frame(&self.name, out.author, out.chat, 0, server_time);
@@ -53,19 +52,12 @@ impl RoomState {
                 continue;
             };
             tails.push(Bytes::copy_from_slice(tail.as_bytes()));
-            // The id and frame are Redis's to give; they come back on
-            // the channel.
-            publishing.push(InFlight {
-                session: out.session,
-                received: out.received,
-                id: 0,
-                frame: Bytes::new(),
-            });
+            self.in_flight
+                .push((out.session, out.received, 0, Bytes::new()));
         }
         if tails.is_empty() {
             return;
         }
-        self.in_flight.push_back(publishing);
         let myself = myself.clone();
         self.streams.publish(Publish {
             room: self.key.clone(),
@@ -85,13 +77,13 @@ impl RoomState {
         myself: &ActorRef<RoomMsg>,
         result: Result<u64, StoreError>,
     ) {
-        let batch = self.in_flight.pop_front().unwrap_or_default();
+        let batch = std::mem::take(&mut self.in_flight);
         self.inbox.0.fetch_sub(batch.len(), Relaxed);
         match result {
             Ok(first_id) => {
                 let delivered = self.stream.as_ref().map_or(0, |s| s.last_id);
                 let upto = first_id + batch.len() as u64 - 1;
-                for (i, InFlight { received, .. }) in batch.into_iter().enumerate() {
+                for (i, (_, received, ..)) in batch.into_iter().enumerate() {
                     let id = first_id + i as u64;
                     if id > delivered {
                         self.received_at.insert(id, received);
@@ -105,8 +97,8 @@ impl RoomState {
             }
             Err(e) => {
                 warn!(room = %self.name, error = %e, messages = batch.len(), "messages not published; answering their senders `unavailable`");
-                for m in batch {
-                    self.unavailable(m.session);
+                for (session, ..) in batch {
+                    self.unavailable(session);
                 }
             }
         }

@@ -145,7 +145,7 @@ pub(crate) fn spawn(
     wal_path.push("-wal");
     let wal_path = PathBuf::from(wal_path);
     let conn = Connection::open(&path).map_err(|e| super::OpenError::Database {
-        path: path.to_owned(),
+        path: path.clone(),
         reason: e.to_string(),
     })?;
     std::thread::Builder::new()

@@ -162,7 +162,7 @@ impl Writer {
                 };
             }
             if !batch.is_empty() {
-                self.commit(batch, messages);
+                self.commit(batch);
             }
             for (retention, reply) in trims {
                 let _ = reply.send(self.trim(retention));
@@ -204,20 +204,13 @@ impl Writer {
         self.health.record(&result);
     }
 
-    fn commit(&mut self, batch: Vec<WriterMsg>, messages: usize) {
+    fn commit(&mut self, batch: Vec<WriterMsg>) {
         let started = Instant::now();
         let mut rejected = vec![false; batch.len()];
-        let result = self.write(&batch, &mut rejected);
+        let written = self.write(&batch, &mut rejected);
         let history = &self.metrics.history;
-        let messages = messages
-            - batch
-                .iter()
-                .zip(&rejected)
-                .map(|(msg, &no)| match msg {
-                    WriterMsg::Append(a) if no => a.messages.len(),
-                    _ => 0,
-                })
-                .sum::<usize>();
+        let messages = *written.as_ref().unwrap_or(&0);
+        let result = written.map(|_| ());
         match &result {
             Ok(()) if messages > 0 => {
                 history.commit_seconds.observe(started.elapsed());
@@ -229,7 +222,7 @@ impl Writer {
                 // The cache may name rooms or ids that were rolled back.
                 self.rooms.clear();
                 history.write_errors.fetch_add(1, Relaxed);
-                error!(error = %e, messages, "storage commit failed; the batch is answered `unavailable` and not broadcast");
+                error!(error = %e, "storage commit failed; the batch is answered `unavailable` and not broadcast");
             }
         }
         self.health.record(&result.clone().map(|_| ()));
@@ -239,7 +232,7 @@ impl Writer {
         for (msg, rejected) in batch.into_iter().zip(rejected) {
             match msg {
                 WriterMsg::Append(append) if rejected => (append.done)(Err(StoreError::Write(
-                    "an earlier batch of this room was not stored".into(),
+                    "the batch does not follow the room's stored ids".into(),
                 ))),
                 WriterMsg::Append(append) => (append.done)(result.clone()),
                 WriterMsg::Head { room, reply } => {
@@ -255,9 +248,11 @@ impl Writer {
     /// marked in `rejected`: ids are contiguous (resume and gap filling rely
     /// on it), and one room's bad batch must not fail every other room's
     /// messages in the same transaction.
-    fn write(&mut self, batch: &[WriterMsg], rejected: &mut [bool]) -> Result<(), StoreError> {
+    /// Returns how many messages it wrote.
+    fn write(&mut self, batch: &[WriterMsg], rejected: &mut [bool]) -> Result<usize, StoreError> {
         let fail = |e: rusqlite::Error| StoreError::Write(e.to_string());
         let tx = self.conn.transaction().map_err(fail)?;
+        let mut written = 0;
         for (msg, rejected) in batch.iter().zip(rejected) {
             match msg {
                 WriterMsg::Append(append) => {
@@ -268,9 +263,14 @@ impl Writer {
                         continue;
                     };
                     if first.id != row.last_id + 1 {
+                        error!(
+                            room = %append.room, first = first.id, stored = row.last_id,
+                            "a batch does not follow the room's stored ids; refused (a bug in the room's numbering)"
+                        );
                         *rejected = true;
                         continue;
                     }
+                    written += append.messages.len();
                     row.last_id = last.id;
                     let room = row.id;
                     let mut insert = tx
@@ -292,7 +292,8 @@ impl Writer {
                 WriterMsg::Trim { .. } => {}
             }
         }
-        tx.commit().map_err(fail)
+        tx.commit().map_err(fail)?;
+        Ok(written)
     }
 
     fn head(&self, room: &str) -> Result<Head, StoreError> {

@@ -149,7 +149,7 @@ pub(crate) fn spawn(
         reason: e.to_string(),
     })?;
     std::thread::Builder::new()
-        .name("actorchat-sqlite-checkpointer".into())
+        .name("sqlite-checkpt".into())
         .spawn(move || {
             Checkpointer {
                 conn,

@@ -98,7 +98,8 @@ pub(crate) fn spawn(
 ) -> std::io::Result<WriterHandle> {
     let (tx, rx) = mpsc::sync_channel(QUEUE);
     std::thread::Builder::new()
-        .name("actorchat-sqlite-writer".into())
+        // Linux keeps 15 bytes of a thread's name (`top -H`, `/proc`).
+        .name("sqlite-writer".into())
         .spawn(move || {
             Writer {
                 conn,

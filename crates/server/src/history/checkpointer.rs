@@ -26,7 +26,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -90,8 +90,6 @@ pub(crate) struct Wal {
     limits: Limits,
     /// Set by the checkpointer: copy the rest before the next commit.
     finish: AtomicBool,
-    /// Messages committed so far (the writer's count): when to pass.
-    appended: AtomicU64,
 }
 
 impl Wal {
@@ -100,10 +98,6 @@ impl Wal {
             limits,
             ..Wal::default()
         }
-    }
-
-    pub(crate) fn committed(&self, messages: usize) {
-        self.appended.fetch_add(messages as u64, Relaxed);
     }
 
     /// Whether the writer should copy the rest of the WAL now (and clears
@@ -194,8 +188,9 @@ impl Checkpointer {
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }
-                let appended = self.wal.appended.load(Relaxed);
-                let new = appended - passed_at.0;
+                // The writer's count of committed messages.
+                let appended = self.metrics.history.appends.load(Relaxed);
+                let new = appended.saturating_sub(passed_at.0);
                 if new < limits.pass_messages && (new == 0 || passed_at.1.elapsed() < QUIET_PASS) {
                     continue;
                 }

@@ -208,14 +208,16 @@ impl Writer {
     fn commit(&mut self, batch: Vec<WriterMsg>) {
         let started = Instant::now();
         let mut rejected = vec![false; batch.len()];
-        let written = self.write(&batch, &mut rejected);
+        let (result, messages) = match self.write(&batch, &mut rejected) {
+            Ok(written) => (Ok(()), written),
+            Err(e) => (Err(e), 0),
+        };
         let history = &self.metrics.history;
-        let messages = *written.as_ref().unwrap_or(&0);
-        let result = written.map(|_| ());
         match &result {
             Ok(()) if messages > 0 => {
                 history.commit_seconds.observe(started.elapsed());
                 history.commit_messages.observe(messages as u64);
+                // The checkpointer's measure of progress too.
                 history.appends.fetch_add(messages as u64, Relaxed);
             }
             Ok(()) => {}
@@ -226,10 +228,7 @@ impl Writer {
                 error!(error = %e, "storage commit failed; the batch is answered `unavailable` and not broadcast");
             }
         }
-        self.health.record(&result.clone().map(|_| ()));
-        if result.is_ok() {
-            self.wal.committed(messages);
-        }
+        self.health.record(&result);
         for (msg, rejected) in batch.into_iter().zip(rejected) {
             match msg {
                 WriterMsg::Append(append) if rejected => (append.done)(Err(StoreError::Write(

@@ -101,6 +101,11 @@ pub struct HistoryMetrics {
     pub resumes_not_recovered: AtomicU64,
     /// One commit (transaction), in seconds.
     pub commit_seconds: Histogram,
+    /// A room's batch, from being handed to storage to the room learning
+    /// it was committed: what persisting adds to a message's delivery
+    /// (the writer's queue, the commit, and both thread hand-offs), which
+    /// `commit_seconds` alone does not show.
+    pub append_seconds: Histogram,
     /// Messages per commit.
     pub commit_messages: CountHistogram,
     /// From a resume request reaching the room to its `welcome` being queued.
@@ -279,6 +284,11 @@ impl HistoryMetrics {
             out,
             "actorchat_history_commit_seconds",
             "Time of one storage commit.",
+        );
+        self.append_seconds.render(
+            out,
+            "actorchat_history_append_seconds",
+            "A room's batch from being handed to storage to the room learning it was committed (writer queue, commit, thread hand-offs).",
         );
         self.commit_messages.render(
             out,

@@ -27,6 +27,7 @@
 //! queues what arrives meanwhile for the next batch (see `crate::room`).
 
 mod checkpointer;
+mod completions;
 mod memory;
 mod recent;
 mod redis_streams;

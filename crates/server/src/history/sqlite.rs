@@ -16,6 +16,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use tokio::sync::oneshot;
 
 use super::checkpointer::{self, Limits, Wal};
+use super::completions::Completions;
 use super::writer::{self, WriterMsg};
 use super::{
     Append, Durability, Head, Health, OpenError, Page, Retention, RoomStreams, StoreError, Stored,
@@ -126,7 +127,8 @@ impl SqliteStreams {
         let wal = Arc::new(Wal::new(wal_limits));
         let (stop_checkpointer, stop) = std::sync::mpsc::channel();
         checkpointer::spawn(&path, wal.clone(), metrics.clone(), stop)?;
-        let writer = writer::spawn(conn, metrics, health, wal, stop_checkpointer)
+        let completions = Completions::start().map_err(OpenError::Thread)?;
+        let writer = writer::spawn(conn, completions, metrics, health, wal, stop_checkpointer)
             .map_err(OpenError::Thread)?;
         let streams = SqliteStreams {
             path: path.clone(),

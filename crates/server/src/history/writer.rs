@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use tracing::{error, warn};
 
 use super::checkpointer::{self, Wal};
+use super::completions::Completions;
 use super::{Append, Head, Health, Retention, StoreError, new_epoch};
 use crate::clock::unix_millis;
 use crate::metrics::Metrics;
@@ -91,6 +92,7 @@ impl WriterHandle {
 /// checkpointer thread.
 pub(crate) fn spawn(
     conn: Connection,
+    completions: Completions,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     wal: Arc<Wal>,
@@ -103,6 +105,7 @@ pub(crate) fn spawn(
         .spawn(move || {
             Writer {
                 conn,
+                completions,
                 metrics,
                 health,
                 rooms: HashMap::new(),
@@ -116,6 +119,8 @@ pub(crate) fn spawn(
 
 struct Writer {
     conn: Connection,
+    /// How rooms learn that their batch is committed.
+    completions: Completions,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// Room name → its row and last stored id, filled as rooms are written
@@ -231,10 +236,13 @@ impl Writer {
         self.health.record(&result);
         for (msg, rejected) in batch.into_iter().zip(rejected) {
             match msg {
-                WriterMsg::Append(append) if rejected => (append.done)(Err(StoreError::Write(
-                    "the batch does not follow the room's stored ids".into(),
-                ))),
-                WriterMsg::Append(append) => (append.done)(result.clone()),
+                WriterMsg::Append(append) if rejected => self.completions.complete(
+                    append.done,
+                    Err(StoreError::Write(
+                        "the batch does not follow the room's stored ids".into(),
+                    )),
+                ),
+                WriterMsg::Append(append) => self.completions.complete(append.done, result.clone()),
                 WriterMsg::Head { room, reply } => {
                     let _ = reply.send(result.clone().and_then(|()| self.head(&room)));
                 }

@@ -257,6 +257,8 @@ pub struct RoomState {
     waiting: Vec<Outgoing>,
     /// The batch storage is committing: (sender, received, id, frame).
     in_flight: Vec<(SessionId, Instant, u64, Bytes)>,
+    /// When the batch in flight was handed to storage.
+    in_flight_since: Instant,
     /// Resumes waiting for a storage read; the room does not stop meanwhile.
     pending_resumes: usize,
     /// Cluster mode: frames from the channel that came after a gap, by id,
@@ -360,6 +362,7 @@ impl Actor for Room {
             stream: None,
             waiting: Vec::new(),
             in_flight: Vec::new(),
+            in_flight_since: Instant::now(),
             pending_resumes: 0,
             ahead: BTreeMap::new(),
             filling: false,
@@ -939,6 +942,7 @@ impl RoomState {
             });
         }
         let myself = myself.clone();
+        self.in_flight_since = Instant::now();
         self.streams.append(Append {
             room: self.key.clone(),
             messages,
@@ -956,6 +960,10 @@ impl RoomState {
     /// were broadcast.
     fn committed(&mut self, myself: &ActorRef<RoomMsg>, result: Result<(), StoreError>) -> usize {
         let batch = std::mem::take(&mut self.in_flight);
+        self.metrics
+            .history
+            .append_seconds
+            .observe(self.in_flight_since.elapsed());
         let mut broadcast = 0;
         self.inbox.0.fetch_sub(batch.len(), Relaxed);
         match result {

@@ -16,6 +16,13 @@
 //!
 //! The socket is written only when the dispatcher has drained everything
 //! (one write per burst of commits, not per commit).
+//!
+//! Only rooms big enough to cause that backlog use it (see
+//! `history::Append::via_dispatcher`). For small rooms the global queue is
+//! short, and a direct wake-up is quicker than waiting for a busy worker to
+//! poll the I/O driver: at 7,500 msg/s over 500 rooms of 4 members, routing
+//! every completion through here raised the delivery p99 from 28 to 43 ms
+//! (three interleaved pairs).
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;

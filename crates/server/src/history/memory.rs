@@ -148,6 +148,7 @@ mod tests {
             room: room.into(),
             messages: ids.map(|id| stored(id, at_ms)).collect(),
             done: Box::new(|r| assert_eq!(r, Ok(()))),
+            via_dispatcher: false,
         });
     }
 

@@ -77,8 +77,14 @@ pub(crate) struct Append {
     pub room: Arc<str>,
     /// In id order, contiguous, continuing the stream's last id.
     pub messages: Vec<Stored>,
-    /// Called once, from the writer, when the batch is committed or failed.
+    /// Called once, when the batch is committed or failed.
     pub done: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+    /// The room's own broadcasts overflow a Tokio worker's run queue, so a
+    /// wake-up from the writer thread would wait behind them: `done` runs
+    /// on the runtime, through the completion dispatcher (see
+    /// `completions`). Other rooms' `done` runs on the writer thread, which
+    /// is quicker while the runtime's global queue is short.
+    pub via_dispatcher: bool,
 }
 
 /// Why a stream operation failed while the server runs.

@@ -340,6 +340,7 @@ mod tests {
             done: Box::new(move |r| {
                 let _ = tx.send(r);
             }),
+            via_dispatcher: false,
         });
         rx.await.unwrap().unwrap();
     }
@@ -410,6 +411,7 @@ mod tests {
             done: Box::new(move |r| {
                 let _ = tx.send(r);
             }),
+            via_dispatcher: false,
         });
         assert!(matches!(rx.await.unwrap(), Err(StoreError::Write(_))));
         assert!(!streams.problems().is_empty());
@@ -439,6 +441,7 @@ mod tests {
             done: Box::new(move |r| {
                 let _ = gap.send(r);
             }),
+            via_dispatcher: false,
         });
         // Queued behind it, possibly in the same transaction: unharmed.
         append(&streams, "other", 1..=1, 1).await;
@@ -544,6 +547,8 @@ mod tests {
                         done: Box::new(move |r| {
                             let _ = tx.send(r);
                         }),
+                        // Both ways of telling the room, side by side.
+                        via_dispatcher: r % 2 == 0,
                     });
                     rx.await.unwrap().unwrap();
                 }

@@ -236,13 +236,20 @@ impl Writer {
         self.health.record(&result);
         for (msg, rejected) in batch.into_iter().zip(rejected) {
             match msg {
-                WriterMsg::Append(append) if rejected => self.completions.complete(
-                    append.done,
-                    Err(StoreError::Write(
-                        "the batch does not follow the room's stored ids".into(),
-                    )),
-                ),
-                WriterMsg::Append(append) => self.completions.complete(append.done, result.clone()),
+                WriterMsg::Append(append) => {
+                    let outcome = if rejected {
+                        Err(StoreError::Write(
+                            "the batch does not follow the room's stored ids".into(),
+                        ))
+                    } else {
+                        result.clone()
+                    };
+                    if append.via_dispatcher {
+                        self.completions.complete(append.done, outcome);
+                    } else {
+                        (append.done)(outcome);
+                    }
+                }
                 WriterMsg::Head { room, reply } => {
                     let _ = reply.send(result.clone().and_then(|()| self.head(&room)));
                 }

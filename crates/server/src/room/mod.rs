@@ -70,6 +70,11 @@ const MAX_NAMES_PER_UPDATE: usize = 50;
 /// queue takes at once (a backlog of thousands would otherwise land on every
 /// member together and overflow their queues).
 const MAX_BATCH: usize = 64;
+/// A Tokio worker's own run queue (256 tasks). A room with at least this
+/// many members overflows it with every broadcast, into the runtime's
+/// global queue, so its storage completions must not be remote wake-ups,
+/// which would wait behind them (see `history::Append::via_dispatcher`).
+const WORKER_QUEUE: usize = 256;
 
 /// Room size per base presence interval; see [`RoomState::presence_interval`].
 const PRESENCE_MEMBERS_PER_INTERVAL: usize = 1000;
@@ -946,6 +951,7 @@ impl RoomState {
         self.streams.append(Append {
             room: self.key.clone(),
             messages,
+            via_dispatcher: self.members.len() >= WORKER_QUEUE,
             done: Box::new(move |result| {
                 // A room that died meanwhile misses nothing: the messages
                 // are stored, and its successor's members see them in

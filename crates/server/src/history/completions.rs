@@ -103,8 +103,12 @@ impl Completions {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::WouldBlock => {}
             Err(e) => {
-                warn!(error = %e, "could not wake the storage completion dispatcher; rooms are told from the writer thread");
-                *self = Completions::Direct;
+                // The completion stays queued (switching to `Direct` here
+                // would strand it): the next one tries the socket again,
+                // and if the dispatcher is gone, sending fails and `done`
+                // runs here.
+                signalled.store(false, SeqCst);
+                warn!(error = %e, "could not wake the storage completion dispatcher; trying again with the next commit");
             }
         }
     }
